@@ -1,0 +1,36 @@
+# Two entry points for a fresh Linux machine: `make demo` and `make test`.
+# Both create .venv, install the CPU build of torch first (a bare `torch`
+# requirement can pull a multi-GB CUDA build), then this package.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PIN ?= torch==2.13.0
+SYSTEM_DEPS := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 \
+	libxcb-image0 libxcb-shape0 libxcb-xfixes0 libxcb-cursor0 libgl1 libegl1 libxkbcommon-x11-0 libdbus-1-3 \
+	libfontconfig1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test system-deps venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e ".[testing]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Xvfb and the X/GL libraries Qt needs, for napari's tests without a screen.
+system-deps:
+	@if ! command -v Xvfb >/dev/null || ! ldconfig -p | grep -q libxkbcommon-x11; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(SYSTEM_DEPS); fi
+
+demo: venv
+	$(VENV)/bin/dip-l0 demo -o demo-output
+
+test: venv system-deps
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

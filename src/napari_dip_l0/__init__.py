@@ -1,0 +1,26 @@
+"""napari-dip-l0: edge-preserving smoothing and JPEG deblocking by DIP-ℓ0.
+
+The core (``napari_dip_l0.core``) imports neither Qt nor napari.
+"""
+
+try:
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("napari-dip-l0")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+from .core.admm import Snapshot, iter_dip_l0
+from .core.api import dip_l0_deblock, dip_l0_smooth, l0_smooth
+from .core.presets import PRESETS, Preset
+
+__all__ = [
+    "__version__",
+    "l0_smooth",
+    "dip_l0_smooth",
+    "dip_l0_deblock",
+    "iter_dip_l0",
+    "Snapshot",
+    "Preset",
+    "PRESETS",
+]

@@ -1,0 +1,1 @@
+"""The napari-free heart: ℓ0 solvers, the DIP network, the ADMM loop, presets, layout."""

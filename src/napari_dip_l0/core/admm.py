@@ -1,0 +1,262 @@
+"""DIP-ℓ0 by ADMM, as a generator of snapshots.
+
+Model (Tran, Bui & Xin 2026): ``min_θ ||f - g_θ(x)||² + lam ||∇ g_θ(x)||_0``,
+split with ``v = g_θ(x)``, scaled multiplier ``u`` and penalty ``beta``:
+
+1. θ-step: one Adam step on ``||f - g||² + beta/2 ||g - v + u||²``;
+2. v-step: ``v = l0(g + u, 2 lam / beta)`` (Region Fusion or FFT solver);
+3. u-step: ``u += g - v``;
+4. output: exponential moving average of ``g``.
+
+Losses are means over pixels, which rescales the whole objective and leaves
+the v-step's weight ``2 lam / beta`` unchanged.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Callable, Iterator
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from .l0 import fft_l0, region_fusion
+from .layout import Layout, check_image, check_lam, check_positive_int, from_planes, to_planes
+from .network import SkipNet, make_input, padded_size
+from .presets import Preset, get_preset
+
+__all__ = ["Snapshot", "iter_dip_l0", "resolve_device", "L0_SOLVERS"]
+
+L0_SOLVERS = ("region_fusion", "fft")
+
+
+class Snapshot:
+    """One step of a DIP-ℓ0 run.
+
+    Attributes
+    ----------
+    iteration, total : int
+        Iterations done and planned, counted over all planes.
+    plane, planes : int
+        Index of the plane being fitted and the number of planes.
+    losses : dict of str to float
+        ``data`` (mean squared misfit to the input), ``coupling`` (mean squared
+        ``g - v + u``) and ``loss`` (the θ-step objective), on the [0, 1] scale.
+    seconds : float
+        Wall time since the run started.
+    image : ndarray
+        The current estimate in the input's dtype, range and shape (built on
+        first access, so snapshots nobody looks at cost nothing).
+    """
+
+    def __init__(self, iteration, total, plane, planes, losses, seconds, render: Callable[[], np.ndarray]):
+        self.iteration = iteration
+        self.total = total
+        self.plane = plane
+        self.planes = planes
+        self.losses = losses
+        self.seconds = seconds
+        self._render = render
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        return self._render()
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.total
+
+    def __repr__(self) -> str:
+        return f"Snapshot(iteration={self.iteration}/{self.total}, plane={self.plane}/{self.planes}, losses={self.losses}, seconds={self.seconds:.2f})"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA, then MPS, then the CPU; other names must be usable here."""
+    if isinstance(device, torch.device):
+        name = str(device)
+    elif isinstance(device, str):
+        name = device.strip().lower()
+    else:
+        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def iter_dip_l0(
+    image,
+    mode: str = "smooth",
+    *,
+    lam: float | None = None,
+    iterations: int | None = None,
+    channel_axis: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    l0_solver: str = "region_fusion",
+    preset: Preset | None = None,
+) -> Iterator[Snapshot]:
+    """Run DIP-ℓ0 and yield a :class:`Snapshot` after every iteration.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image, optionally with a channel axis and leading axes (Z, T, ...)
+        that are processed plane by plane. Any real dtype.
+    mode : {'smooth', 'deblock'}
+        Which shipped preset to start from.
+    lam : float, optional
+        Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
+        data's own range). ``None`` takes the preset's.
+    iterations : int, optional
+        ADMM iterations per plane. ``None`` takes the preset's.
+    channel_axis : int, optional
+        Axis of colour or other channels, smoothed jointly.
+    seed : int
+        Seed of the network weights and input noise.
+    device : str
+        'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
+    l0_solver : {'region_fusion', 'fft'}
+        Solver of the v-step.
+    preset : Preset, optional
+        Full settings; overrides ``mode`` (``lam`` and ``iterations`` still apply).
+
+    Yields
+    ------
+    Snapshot
+        First an iteration-0 snapshot holding the ℓ0-only (FFT solver) result,
+        a preview in about a second, then one per iteration; the last has ``iteration == total``.
+        Closing the generator early is safe; the last snapshot received holds
+        the estimate so far.
+
+    Notes
+    -----
+    All arguments are checked when this function is called, before any work,
+    so errors surface at the call and not at the first ``next()``.
+    """
+    arr, channel_axis = check_image(image, channel_axis)
+    if preset is None:
+        if not isinstance(mode, str):
+            raise TypeError(f"mode must be a string, got {mode!r}")
+        preset = get_preset(mode)
+    elif not isinstance(preset, Preset):
+        raise TypeError(f"preset must be a Preset, got {type(preset).__name__}")
+    lam = preset.lam if lam is None else check_lam(lam)
+    iterations = preset.iterations if iterations is None else check_positive_int(iterations, "iterations")
+    if l0_solver not in L0_SOLVERS:
+        raise ValueError(f"unknown l0_solver {l0_solver!r}; expected one of {L0_SOLVERS}")
+    seed = _check_seed(seed)
+    dev = resolve_device(device)
+    return _run(arr, channel_axis, lam, iterations, seed, dev, l0_solver, preset)
+
+
+def _run(arr, channel_axis, lam, iterations, seed, dev, l0_solver, preset: Preset) -> Iterator[Snapshot]:
+    t0 = time.perf_counter()
+    planes, layout = to_planes(arr, channel_axis)
+    n = planes.shape[0]
+    total = n * iterations
+    if layout.constant:
+        yield Snapshot(total, total, n - 1, n, {}, time.perf_counter() - t0, lambda: arr.copy())
+        return
+    done = planes.copy()  # planes before the current one hold final estimates
+
+    def renderer(p: int, est: np.ndarray) -> Callable[[], np.ndarray]:
+        def render():
+            buf = planes.copy()
+            buf[:p] = done[:p]
+            buf[p] = est
+            return from_planes(buf, layout)
+
+        return render
+
+    for p in range(n):
+        last = None
+        for k, est, losses in _fit_plane(planes[p], lam, iterations, seed, dev, l0_solver, preset):
+            last = est
+            yield Snapshot(p * iterations + k, total, p, n, losses, time.perf_counter() - t0, renderer(p, est))
+        done[p] = last
+
+
+def _l0_step(z: torch.Tensor, lam: float, solver: str, rf_loops: int) -> torch.Tensor:
+    """ℓ0 smoothing of a (1, C, H, W) tensor, returned on its device."""
+    if solver == "fft":
+        # float64 keeps the large splitting weights exact; MPS has no float64.
+        dtype = torch.float32 if z.device.type == "mps" else torch.float64
+        return fft_l0(z.to(dtype), lam).to(z.dtype)
+    img = z[0].permute(1, 2, 0).detach().cpu().numpy()
+    v = region_fusion(img, lam, max_loop=rf_loops)
+    return torch.from_numpy(v).to(device=z.device, dtype=z.dtype).permute(2, 0, 1)[None]
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t[0].permute(1, 2, 0).detach().cpu().numpy().copy()
+
+
+def _fit_plane(plane: np.ndarray, lam, iterations, seed, dev, solver, preset: Preset):
+    """Yield (k, estimate (H, W, C) float32, losses) for k = 0..iterations."""
+    h, w, c = plane.shape
+    f = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))[None].to(dev)
+    # A private RNG stream: same seed, same result, and the caller's global torch RNG is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = SkipNet(preset.input_depth, c, width=preset.width, depth=preset.depth, skip=preset.skip,
+                      residual=preset.residual)
+    net = net.to(dev).train()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    hp, wp = padded_size(h, preset.depth), padded_size(w, preset.depth)
+    z = make_input(preset.input_depth, hp, wp, generator=gen, device=dev)
+    opt = torch.optim.Adam(net.parameters(), lr=preset.lr)
+
+    # Warm start from the FFT ℓ0 solution of the input w0 (smooth ramps survive
+    # it, unlike Region Fusion's staircases): v = w0, and with `residual` the
+    # network fits a correction, g = w0 + net(x). w0 is also the first preview.
+    w0 = _l0_step(f, lam, "fft", preset.rf_loops)
+    v = w0.clone()
+    base = w0 if preset.residual else 0.0
+    u = torch.zeros_like(f)
+    yield 0, _to_numpy(w0.clamp(0, 1)), {}
+    lam_v = 2.0 * lam / preset.beta
+    start = int(round(preset.v_start * iterations))
+    avg = None
+    for k in range(1, iterations + 1):
+        inp = z + preset.noise_std * torch.randn(z.shape, generator=gen, device=dev)
+        out = base + net(inp)[:, :, :h, :w]
+        data = torch.mean((out - f) ** 2)
+        coupled = k > start
+        coupling = torch.mean((out - v + u) ** 2) if coupled else torch.zeros((), device=dev)
+        loss = data + 0.5 * preset.beta * coupling
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        g = out.detach()
+        loss = loss.detach()
+        if coupled and (k - start) % preset.v_every == 0:
+            v = _l0_step(g + u, lam_v, solver, preset.rf_loops)
+            u = u + g - v
+        # Early outputs are poor: the decay ramps up so they are forgotten quickly.
+        decay = min(preset.ema, (1.0 + k) / (10.0 + k))
+        avg = g.clone() if avg is None else avg.mul_(decay).add_(g, alpha=1.0 - decay)
+        losses = {"loss": loss.item(), "data": data.item(), "coupling": coupling.item()}
+        yield k, _to_numpy(avg), losses

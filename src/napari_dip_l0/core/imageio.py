@@ -1,0 +1,81 @@
+"""Reading and atomically writing image files (TIFF keeps the dtype; PNG, JPEG)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["read_image", "write_image", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
+
+TIFF = (".tif", ".tiff")
+PNG = (".png",)
+JPEG = (".jpg", ".jpeg")
+_SUPPORTED = TIFF + PNG + JPEG
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in _SUPPORTED:
+        raise ValueError(f"unsupported file type {path.suffix or '(none)'!r} for {path}; use one of {', '.join(_SUPPORTED)}")
+    return suffix
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a TIFF, PNG or JPEG file into an array of its stored dtype."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        if suffix in TIFF:
+            import tifffile
+
+            return tifffile.imread(path)
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # the readers raise many types for a damaged file
+        raise ValueError(f"cannot read {path}: {exc}") from None
+
+
+def guess_channel_axis(image: np.ndarray) -> int | None:
+    """-1 for (..., Y, X, 3|4) data (colour, as PNG/JPEG and most TIFFs store it), else None."""
+    if image.ndim >= 3 and image.shape[-1] in (3, 4):
+        return -1
+    return None
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write ``image`` atomically: to a temporary file beside ``path``, then rename.
+
+    TIFF keeps any dtype; PNG takes uint8 or uint16 and JPEG uint8, so other
+    dtypes raise ``ValueError`` naming a format that keeps them.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix in PNG and image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG holds uint8 or uint16, not {image.dtype}; write a .tif to keep the dtype")
+    if suffix in JPEG and image.dtype != np.uint8:
+        raise ValueError(f"JPEG holds uint8, not {image.dtype}; write a .tif or .png")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix in TIFF:
+            import tifffile
+
+            tifffile.imwrite(tmp, image)
+        else:
+            import imageio.v3 as iio
+
+            kwargs = {"quality": 95} if suffix in JPEG else {}
+            iio.imwrite(tmp, image, extension=suffix, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

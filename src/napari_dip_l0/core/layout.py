@@ -1,0 +1,142 @@
+"""Validation of user arrays, and the round trip to normalised float planes.
+
+Every array enters the solvers as float32 planes of shape ``(N, H, W, C)`` on
+the [0, 1] scale (``N`` = all leading axes flattened, ``C`` = channels or 1)
+and leaves in the caller's dtype, value range and axis order.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Layout", "check_image", "check_lam", "check_positive_int", "to_planes", "from_planes"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What is needed to map normalised planes back to the caller's array."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    channel_axis: int | None
+    lo: float
+    hi: float
+
+    @property
+    def constant(self) -> bool:
+        return not self.hi > self.lo
+
+    @property
+    def plane_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one plane."""
+        shape = list(self.shape)
+        channels = shape.pop(self.channel_axis) if self.channel_axis is not None else 1
+        return shape[-2], shape[-1], channels
+
+    @property
+    def n_planes(self) -> int:
+        shape = list(self.shape)
+        if self.channel_axis is not None:
+            shape.pop(self.channel_axis)
+        return int(np.prod(shape[:-2], dtype=np.int64))
+
+
+def check_image(image, channel_axis: int | None = None) -> tuple[np.ndarray, int | None]:
+    """Validate an image and its channel axis.
+
+    Returns the image as an ndarray (no copy where possible) and the channel
+    axis as a non-negative int or None. Raises ``TypeError`` for data that is
+    not real numbers and ``ValueError`` for unusable shapes or values.
+    """
+    if isinstance(image, (str, bytes)):
+        raise TypeError("image must be an array of numbers, got a string")
+    arr = np.asarray(image)
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise TypeError("image has boolean dtype; convert it to an integer or float type first")
+    if kind == "c":
+        raise TypeError("image has complex dtype; pass the real part or the magnitude")
+    if kind not in "iuf":
+        raise TypeError(f"image must hold real numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"image is empty (shape {arr.shape})")
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+            raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+        if not -arr.ndim <= channel_axis < arr.ndim:
+            raise ValueError(f"channel_axis {channel_axis} is out of range for an image with {arr.ndim} axes")
+        channel_axis = int(channel_axis) % arr.ndim
+    spatial = arr.ndim - (channel_axis is not None)
+    if spatial < 2:
+        raise ValueError(
+            f"image needs two spatial axes (Y, X), got shape {arr.shape}"
+            + (f" with channel_axis={channel_axis}" if channel_axis is not None else "")
+        )
+    sides = [s for ax, s in enumerate(arr.shape) if ax != channel_axis][-2:]
+    if min(sides) < 2:
+        raise ValueError(f"image's spatial sides must be at least 2 pixels, got {tuple(sides)}")
+    if kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("image contains NaN or infinite values")
+    return arr, channel_axis
+
+
+def check_lam(lam) -> float:
+    """Validate the ℓ0 weight: a finite number >= 0."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam must be a number, got {lam!r}")
+    lam = float(lam)
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+    return lam
+
+
+def check_positive_int(value, name: str) -> int:
+    """Validate a count such as ``iterations``: an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def to_planes(arr: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, Layout]:
+    """Turn a validated array into float32 planes (N, H, W, C) on [0, 1].
+
+    The range is the data's own minimum and maximum over the whole array, so
+    ``lam`` means the same for every plane of a stack and for any dtype.
+    """
+    lo = float(arr.min())
+    hi = float(arr.max())
+    layout = Layout(tuple(arr.shape), arr.dtype, channel_axis, lo, hi)
+    work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
+    h, w, c = layout.plane_shape
+    # astype always copies, so the caller's array is never written to.
+    planes = work.reshape(-1, h, w, c).astype(np.float32)
+    if not layout.constant:
+        planes -= np.float32(lo)
+        planes *= np.float32(1.0 / (hi - lo))
+        np.clip(planes, 0.0, 1.0, out=planes)
+    else:
+        planes[...] = 0.0
+    return planes, layout
+
+
+def from_planes(planes: np.ndarray, layout: Layout) -> np.ndarray:
+    """Map float planes on [0, 1] back to the caller's dtype, range and axes."""
+    h, w, c = layout.plane_shape
+    if layout.constant:
+        return np.full(layout.shape, layout.lo, dtype=layout.dtype)
+    values = np.clip(np.asarray(planes, np.float64), 0.0, 1.0) * (layout.hi - layout.lo) + layout.lo
+    if layout.dtype.kind in "iu":
+        values = np.rint(values)
+    # Clipping to the input's range also keeps integer casts in bounds.
+    np.clip(values, layout.lo, layout.hi, out=values)
+    shape = list(layout.shape)
+    if layout.channel_axis is not None:
+        shape.pop(layout.channel_axis)
+    out = values.reshape(*shape, c)
+    out = np.moveaxis(out, -1, layout.channel_axis) if layout.channel_axis is not None else out[..., 0]
+    return np.ascontiguousarray(out).astype(layout.dtype, copy=False)

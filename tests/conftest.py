@@ -1,0 +1,21 @@
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # The suite runs on 2 cores; more torch threads than cores only adds contention.
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def cartoon():
+    """(noisy, truth): a small piecewise-constant RGB image plus Gaussian noise, float64."""
+    rng = np.random.default_rng(0)
+    truth = np.zeros((40, 48, 3))
+    truth[5:25, 5:30] = (0.8, 0.2, 0.3)
+    truth[20:38, 25:45] = (0.2, 0.6, 0.9)
+    truth[:, :, :] += np.linspace(0, 0.05, 48)[None, :, None]
+    noisy = np.clip(truth + rng.normal(0, 0.06, truth.shape), 0, 1)
+    return noisy, truth

@@ -1,0 +1,182 @@
+"""Public API: round trips, determinism, the generator, quality, bad input."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio as psnr
+
+from napari_dip_l0 import Preset, dip_l0_deblock, dip_l0_smooth, iter_dip_l0, l0_smooth
+from napari_dip_l0.core.presets import get_preset
+
+FAST = dict(iterations=3)
+
+
+def _ramp(shape, dtype):
+    dtype = np.dtype(dtype)
+    base = np.linspace(0, 1, int(np.prod(shape))).reshape(shape)
+    base = base + 0.2 * np.sin(np.arange(shape[-1]) * 1.3)
+    if dtype.kind == "f":
+        return (base * 500 - 120).astype(dtype)
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -3000), min(info.max, 3000)
+    return np.round(lo + (hi - lo) * (base - base.min()) / np.ptp(base)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64, ">f8", ">u2"])
+def test_dip_round_trip_dtype_shape_range(dtype):
+    img = _ramp((13, 19), dtype)  # odd sides: padded inside, cropped back
+    before = img.copy()
+    out = dip_l0_smooth(img, 0.02, **FAST, device="cpu")
+    assert out.shape == img.shape and out.dtype == img.dtype
+    assert out.min() >= img.min() and out.max() <= img.max()
+    np.testing.assert_array_equal(img, before)
+
+
+def test_read_only_non_contiguous_input():
+    base = _ramp((30, 40, 3), np.float32)
+    img = base[::2, ::2]
+    img.setflags(write=False)
+    out = dip_l0_smooth(img, 0.02, **FAST, channel_axis=-1)
+    assert out.shape == img.shape and out.flags.writeable
+    out2 = l0_smooth(img, 0.02, channel_axis=-1)
+    assert out2.shape == img.shape
+
+
+@pytest.mark.parametrize("shape, channel_axis", [((2, 16, 20), None), ((16, 20, 3), -1), ((3, 16, 20), 0), ((2, 16, 20, 4), 3)])
+def test_stacks_and_channels(shape, channel_axis):
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    snaps = list(iter_dip_l0(img, lam=0.02, **FAST, channel_axis=channel_axis))
+    planes = shape[0] if channel_axis is None else (int(np.prod(shape)) // shape[channel_axis]) // (16 * 20)
+    assert snaps[-1].total == planes * 3 and snaps[-1].done
+    assert snaps[-1].planes == planes
+    assert [s.iteration for s in snaps] == sorted(s.iteration for s in snaps)
+    assert snaps[-1].image.shape == shape
+
+
+def test_constant_image_unchanged():
+    img = np.full((10, 12), 7, np.uint16)
+    np.testing.assert_array_equal(dip_l0_smooth(img, **FAST), img)
+    np.testing.assert_array_equal(l0_smooth(img, 0.1), img)
+    assert dip_l0_smooth(img, **FAST).dtype == np.uint16
+
+
+def test_deterministic_same_seed():
+    img = _ramp((24, 24), np.float32)
+    a = dip_l0_smooth(img, 0.02, iterations=5, seed=3)
+    b = dip_l0_smooth(img, 0.02, iterations=5, seed=3)
+    c = dip_l0_smooth(img, 0.02, iterations=5, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_global_torch_rng_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    dip_l0_smooth(_ramp((16, 16), np.float32), 0.02, **FAST)
+    np.testing.assert_array_equal(torch.rand(3).numpy(), expected.numpy())
+
+
+def test_generator_snapshots_and_early_close():
+    img = _ramp((20, 20, 3), np.uint8)
+    gen = iter_dip_l0(img, lam=0.03, iterations=10, channel_axis=-1)
+    first = next(gen)
+    assert first.iteration == 0 and first.total == 10 and first.losses == {}
+    # The iteration-0 snapshot is the ℓ0-only preview (FFT solver, the warm start).
+    preview = l0_smooth(img, 0.03, method="fft", channel_axis=-1)
+    assert np.abs(first.image.astype(int) - preview.astype(int)).max() <= 1
+    second = next(gen)
+    assert second.iteration == 1 and set(second.losses) == {"loss", "data", "coupling"}
+    assert second.seconds >= first.seconds
+    gen.close()  # stopping early is safe, and the snapshot keeps its estimate
+    assert second.image.dtype == np.uint8 and second.image.shape == img.shape
+
+
+def test_snapshot_image_is_frozen_at_its_iteration():
+    img = _ramp((3, 16, 16), np.float32)
+    snaps = list(iter_dip_l0(img, lam=0.02, iterations=4))
+    mid = [s for s in snaps if s.plane == 1 and s.iteration == 6][0]
+    final = snaps[-1]
+    # Plane 2 has not started at iteration 6: it still shows the input.
+    np.testing.assert_allclose(mid.image[2], img[2], atol=1e-3)
+    # Plane 0 is finished by then and equals the final result's plane 0.
+    np.testing.assert_array_equal(mid.image[0], final.image[0])
+
+
+def test_deblock_runs_and_keeps_dtype():
+    img = _ramp((24, 32, 3), np.uint8)
+    out = dip_l0_deblock(img, **FAST, channel_axis=-1)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+
+
+@pytest.mark.parametrize("solver", ["region_fusion", "fft"])
+def test_dip_l0_improves_on_input_and_plain_dip(cartoon, solver):
+    noisy, truth = cartoon
+    budget = 150
+    ours = dip_l0_smooth(noisy, 0.03, iterations=budget, channel_axis=-1, l0_solver=solver)
+    plain = get_preset("smooth", v_start=1.0, residual=False)  # no ℓ0 coupling: plain DIP
+    *_, last = iter_dip_l0(noisy, preset=plain, iterations=budget, channel_axis=-1)
+    p_in, p_ours, p_plain = psnr(truth, noisy), psnr(truth, ours), psnr(truth, last.image)
+    assert p_ours > p_in + 1.0, (p_in, p_ours)
+    assert p_ours > p_plain + 0.5, (p_plain, p_ours)
+
+
+GOOD = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "image, kwargs, exc, match",
+    [
+        (np.full((8, 8), np.nan), {}, ValueError, "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0]]), {}, ValueError, "NaN or infinite"),
+        (np.zeros((0, 8)), {}, ValueError, "empty"),
+        (np.zeros(16), {}, ValueError, "two spatial axes"),
+        (np.zeros((8, 8), bool), {}, TypeError, "boolean"),
+        (np.zeros((8, 8), complex), {}, TypeError, "complex"),
+        (np.zeros((8, 8), object), {}, TypeError, "real numbers"),
+        (np.array([["a", "b"], ["c", "d"]]), {}, TypeError, "real numbers"),
+        ("image.png", {}, TypeError, "string"),
+        (GOOD, {"channel_axis": 2}, ValueError, "channel_axis 2 is out of range"),
+        (GOOD, {"channel_axis": 1.5}, TypeError, "channel_axis"),
+        (np.zeros((8, 3)), {"channel_axis": 1}, ValueError, "two spatial axes"),
+        (GOOD, {"lam": -0.1}, ValueError, "lam"),
+        (GOOD, {"lam": float("nan")}, ValueError, "lam"),
+        (GOOD, {"lam": "big"}, TypeError, "lam"),
+        (GOOD, {"iterations": 0}, ValueError, "iterations"),
+        (GOOD, {"iterations": -3}, ValueError, "iterations"),
+        (GOOD, {"iterations": 2.5}, TypeError, "iterations"),
+        (GOOD, {"device": "tpu"}, ValueError, "device"),
+        (GOOD, {"device": 3}, TypeError, "device"),
+        (GOOD, {"l0_solver": "magic"}, ValueError, "l0_solver"),
+        (GOOD, {"seed": -1}, ValueError, "seed"),
+    ],
+)
+def test_bad_input_raises_before_work(image, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        iter_dip_l0(image, **kwargs)  # raises at the call, not at the first next()
+    if set(kwargs) <= {"channel_axis", "lam"}:  # l0_smooth checks the same things the same way
+        with pytest.raises(exc, match=match):
+            l0_smooth(image, kwargs.get("lam", 0.1), channel_axis=kwargs.get("channel_axis"))
+
+
+def test_bad_mode_and_method():
+    with pytest.raises(ValueError, match="mode"):
+        iter_dip_l0(GOOD, "sharpen")
+    with pytest.raises(ValueError, match="method"):
+        l0_smooth(GOOD, 0.1, method="magic")
+    with pytest.raises(TypeError, match="preset"):
+        iter_dip_l0(GOOD, preset={"lam": 0.1})
+
+
+def test_cuda_unavailable_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        dip_l0_smooth(GOOD, device="cuda")
+
+
+def test_preset_is_a_frozen_dataclass():
+    p = get_preset("smooth", lam=0.5)
+    assert isinstance(p, Preset) and p.lam == 0.5
+    with pytest.raises(Exception):
+        p.lam = 1.0
