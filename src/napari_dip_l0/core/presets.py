@@ -52,7 +52,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "smooth": Preset(lam=0.02, iterations=600),
+    # λ 0.03 and 0.05 scored alike (within 0.3 dB); 0.03 also gives the better
+    # iteration-0 preview. PSNR peaks between 100 and 300 iterations.
+    "smooth": Preset(lam=0.03, iterations=200, residual=True),
     "deblock": Preset(lam=0.01, iterations=600, input_depth=3),
 }
 

@@ -1,0 +1,219 @@
+"""The napari plugin on a real viewer (make_napari_viewer; Xvfb in CI)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")  # the `testing` extra installs it; CI never skips
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+from qtpy.QtCore import QThreadPool  # noqa: E402
+
+from napari_dip_l0 import _widget  # noqa: E402
+from napari_dip_l0._widget import DipL0Widget, l0_widget  # noqa: E402
+
+TIMEOUT = 120_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    w = DipL0Widget(viewer, persist=False)
+    viewer.window.add_dock_widget(w, name="DIP-ℓ0")
+    yield w
+    w._shutdown()
+
+
+@pytest.fixture
+def inserted(viewer):
+    names = []
+    viewer.layers.events.inserted.connect(lambda e: names.append(e.value.name))
+    return names
+
+
+@pytest.fixture
+def notes():
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)
+
+
+def _cells(shape=(24, 28), dtype=np.uint16):
+    rng = np.random.default_rng(0)
+    img = np.zeros(shape)
+    img[..., 4:16, 5:20] = 1000
+    img = np.clip(img + rng.normal(300, 60, shape), 0, None)
+    return img.astype(dtype)
+
+
+def _run(qtbot, widget, **settings):
+    for name, value in settings.items():
+        getattr(widget, name).value = value
+    widget.run()
+    assert widget.worker is not None
+    assert not widget.run_button.enabled and widget.stop_button.enabled
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+
+
+def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, inserted):
+    data = _cells()
+    src = viewer.add_image(data, name="cells", scale=(0.5, 0.25), translate=(10.0, -3.0),
+                           metadata={"objective": "40x"}, colormap="magma", contrast_limits=(0, 1500))
+    assert widget.image.value is src  # follows the viewer's selection
+    _run(qtbot, widget, iterations=6, preview_every=2, keep_every=3)
+    assert "cells · DIP-ℓ0 (preview)" in inserted
+    assert "cells · DIP-ℓ0 (preview)" not in viewer.layers  # removed when the result arrives
+    assert "cells · DIP-ℓ0 @3" in viewer.layers
+    final = viewer.layers["cells · DIP-ℓ0"]
+    assert final.data.dtype == np.uint16 and final.data.shape == data.shape
+    np.testing.assert_allclose(final.scale, src.scale)
+    np.testing.assert_allclose(final.translate, src.translate)
+    assert final.colormap.name == "magma" and tuple(final.contrast_limits) == (0, 1500)
+    assert final.metadata["objective"] == "40x"
+    prov = final.metadata["dip_l0"]
+    assert prov["iterations_done"] == 6 and prov["mode"] == "smooth" and not prov["stopped_early"]
+    assert prov["lam"] == pytest.approx(widget.lam.value) and "version" in prov
+    np.testing.assert_array_equal(src.data, data)  # input untouched
+    assert widget.run_button.enabled and not widget.stop_button.enabled
+    assert "done" in widget.status.value
+
+
+def test_stop_keeps_result_and_leaves_no_thread(qtbot, viewer, widget):
+    viewer.add_image(_cells(), name="cells")
+    widget.iterations.value = 100_000
+    widget.run()
+    worker = widget.worker
+    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        widget.stop()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    final = viewer.layers["cells · DIP-ℓ0"]
+    assert final.metadata["dip_l0"]["stopped_early"]
+    assert final.metadata["dip_l0"]["iterations_done"] < 100_000
+    assert widget.run_button.enabled
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+
+
+def test_removing_source_layer_stops_worker(qtbot, viewer, widget):
+    layer = viewer.add_image(_cells(), name="cells")
+    widget.iterations.value = 100_000
+    widget.run()
+    worker = widget.worker
+    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    assert not [lay for lay in viewer.layers if "DIP-ℓ0" in lay.name]
+
+
+def test_bad_layer_reports_error_and_keeps_input(qtbot, viewer, widget, notes):
+    data = np.full((16, 16), np.nan, np.float32)
+    viewer.add_image(data, name="broken", contrast_limits=(0, 1))
+    widget.run()
+    assert widget.worker is None and widget.run_button.enabled
+    assert any("NaN" in str(n.message) for n in notes)
+    assert [layer.name for layer in viewer.layers] == ["broken"]
+
+
+def test_solver_failure_reports_error(qtbot, viewer, widget, notes, monkeypatch):
+    data = _cells()
+    layer = viewer.add_image(data, name="cells")
+    real = _widget.iter_dip_l0
+
+    def failing(*args, **kwargs):
+        snapshots = real(*args, **kwargs)
+
+        def gen():
+            yield next(snapshots)
+            raise MemoryError("out of memory while fitting")
+
+        return gen()
+
+    monkeypatch.setattr(_widget, "iter_dip_l0", failing)
+    widget.iterations.value = 50
+    widget.run()
+    worker = widget.worker
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    assert any("out of memory" in str(n.message) for n in notes)
+    assert widget.run_button.enabled and "error" in widget.status.value
+    assert [lay.name for lay in viewer.layers] == ["cells"]
+    np.testing.assert_array_equal(layer.data, data)
+
+
+def test_all_planes_and_current_plane(qtbot, viewer, widget):
+    stack = np.stack([_cells(), _cells()[::-1]])
+    src = viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5))
+    _run(qtbot, widget, iterations=3, planes="all planes")
+    out = viewer.layers["stack · DIP-ℓ0"]
+    assert out.data.shape == stack.shape and out.data.dtype == stack.dtype
+    viewer.layers.remove(out)
+
+    viewer.dims.set_current_step(0, 1)
+    widget.image.value = src
+    _run(qtbot, widget, iterations=3, planes="current plane")
+    one = viewer.layers["stack · DIP-ℓ0"]
+    assert one.data.shape == (1,) + stack.shape[1:]
+    assert one.translate[0] == pytest.approx(2.0)  # sits at plane 1 in world coordinates
+    assert one.metadata["dip_l0"]["planes"] == [1]
+
+
+def test_rgb_layer(qtbot, viewer, widget):
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="colour", rgb=True)
+    _run(qtbot, widget, iterations=3)
+    out = viewer.layers["colour · DIP-ℓ0"]
+    assert out.rgb and out.data.shape == rgb.shape and out.data.dtype == np.uint8
+
+
+def test_l0_preview_button_and_l0_widget(viewer, widget):
+    data = _cells()
+    src = viewer.add_image(data, name="cells", scale=(2, 2))
+    widget.lam.value = 0.05
+    widget.l0_preview()
+    layer = viewer.layers["cells · ℓ0 (preview)"]
+    assert layer.data.shape == data.shape and layer.data.dtype == data.dtype
+    assert not np.array_equal(layer.data, data)
+    result, kwargs, kind = l0_widget(src, lam=0.05)
+    assert kind == "image" and result.shape == data.shape and tuple(kwargs["scale"]) == (2, 2)
+
+
+def test_mode_switch_sets_preset(widget):
+    from napari_dip_l0.core.presets import PRESETS
+
+    widget.mode.value = "JPEG deblocking"
+    assert widget.lam.value == pytest.approx(PRESETS["deblock"].lam)
+    assert widget.iterations.value == PRESETS["deblock"].iterations
+    widget.mode.value = "edge-preserving smoothing"
+    assert widget.lam.value == pytest.approx(PRESETS["smooth"].lam)
+
+
+def test_samples_load(viewer):
+    for key, shape in (("textured_cartoon", (256, 256, 3)), ("jpeg_q10", (256, 256, 3)), ("microscopy", (256, 256))):
+        layers = viewer.open_sample("napari-dip-l0", key)
+        assert layers[0].data.shape == shape
+
+
+def test_manifest_validates():
+    res = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dip-l0", "--imports"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "valid" in res.stdout + res.stderr
+
+
+def test_dock_widget_from_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
+    assert isinstance(widget, DipL0Widget)
