@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__
 from .core.admm import L0_SOLVERS, iter_dip_l0
 from .core.api import L0_METHODS, l0_smooth
-from .core.imageio import guess_channel_axis, read_image, write_image
+from .core.imageio import check_writable, guess_channel_axis, read_image, write_image
 from .core.presets import PRESETS
 
 __all__ = ["main"]
@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive_int, default=192, help="side of the sample image (default 192)")
     p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations (default: the preset's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("gui", help="open napari with a sample image and the DIP-ℓ0 widget",
+                       description="Open napari with a sample image loaded and the DIP-ℓ0 widget docked.")
+    p.add_argument("--sample", choices=["textured_cartoon", "jpeg_q10", "microscopy"], default="textured_cartoon")
     return parser
 
 
@@ -113,11 +117,15 @@ def _resolve_channel_axis(image: np.ndarray, requested, path: Path):
     return requested
 
 
-def _check_paths(args) -> None:
+def _read_input(args) -> np.ndarray:
+    """Check both paths, read the input and check the output can hold its dtype, before any work."""
     if not args.input.is_file():
         raise CLIError(f"input file not found: {args.input}")
     if args.output.resolve() == args.input.resolve():
         raise CLIError("output would overwrite the input; choose another file name")
+    image = read_image(args.input)
+    check_writable(args.output, image.dtype)
+    return image
 
 
 def _split_alpha(image: np.ndarray, channel_axis, path: Path):
@@ -166,8 +174,7 @@ def _run_dip(image, channel_axis, *, mode, lam, iterations, seed, device, l0_sol
 
 
 def _cmd_dip(args) -> int:
-    _check_paths(args)
-    image = read_image(args.input)
+    image = _read_input(args)
     channel_axis = _resolve_channel_axis(image, args.channel_axis, args.input)
     colour, alpha = _split_alpha(image, channel_axis, args.input)
     out = args.output
@@ -194,8 +201,7 @@ def _cmd_dip(args) -> int:
 
 
 def _cmd_l0(args) -> int:
-    _check_paths(args)
-    image = read_image(args.input)
+    image = _read_input(args)
     channel_axis = _resolve_channel_axis(image, args.channel_axis, args.input)
     colour, alpha = _split_alpha(image, channel_axis, args.input)
     result = l0_smooth(colour, args.lam, method=args.method, channel_axis=channel_axis)
@@ -236,14 +242,37 @@ def _cmd_demo(args) -> int:
     return 130 if interrupted else 0
 
 
+def open_viewer(sample: str = "textured_cartoon"):
+    """A napari viewer with ``sample`` loaded and the DIP-ℓ0 widget docked; returns (viewer, widget)."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-dip-l0")
+    viewer.open_sample("napari-dip-l0", sample)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
+    if sample == "jpeg_q10":
+        widget.mode.value = "JPEG deblocking"
+    return viewer, widget
+
+
+def _cmd_gui(args) -> int:
+    try:
+        import napari
+    except ImportError:
+        raise CLIError("napari is not installed: pip install 'napari-dip-l0[all]'") from None
+    open_viewer(args.sample)
+    napari.run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "l0": _cmd_l0, "demo": _cmd_demo}
+    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "l0": _cmd_l0, "demo": _cmd_demo, "gui": _cmd_gui}
     try:
         return commands[args.command](args)
     except (CLIError, ValueError, TypeError, OSError) as exc:
-        print(f"dip-l0: error: {exc}", file=sys.stderr)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"dip-l0: error: {first}", file=sys.stderr)
         return 2
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_image", "write_image", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
+__all__ = ["read_image", "write_image", "check_writable", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
 
 TIFF = (".tif", ".tiff")
 PNG = (".png",)
@@ -48,20 +48,28 @@ def guess_channel_axis(image: np.ndarray) -> int | None:
     return None
 
 
+def check_writable(path: str | os.PathLike, dtype) -> Path:
+    """Raise ``ValueError``/``FileNotFoundError`` now if ``dtype`` data cannot be written to ``path``."""
+    path = Path(path)
+    suffix = _suffix(path)
+    dtype = np.dtype(dtype)
+    if suffix in PNG and dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG holds uint8 or uint16, not {dtype}; write a .tif to keep the dtype")
+    if suffix in JPEG and dtype != np.uint8:
+        raise ValueError(f"JPEG holds uint8, not {dtype}; write a .tif or .png")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
+    return path
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write ``image`` atomically: to a temporary file beside ``path``, then rename.
 
     TIFF keeps any dtype; PNG takes uint8 or uint16 and JPEG uint8, so other
     dtypes raise ``ValueError`` naming a format that keeps them.
     """
-    path = Path(path)
-    suffix = _suffix(path)
-    if suffix in PNG and image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"PNG holds uint8 or uint16, not {image.dtype}; write a .tif to keep the dtype")
-    if suffix in JPEG and image.dtype != np.uint8:
-        raise ValueError(f"JPEG holds uint8, not {image.dtype}; write a .tif or .png")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {path.parent}")
+    path = check_writable(path, image.dtype)
+    suffix = path.suffix.lower()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
