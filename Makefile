@@ -10,7 +10,7 @@ SYSTEM_DEPS := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-randr0
 	libfontconfig1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-deps venv clean
+.PHONY: demo test system-deps venv clean screenshot
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ system-deps:
 	@if ! command -v Xvfb >/dev/null || ! ldconfig -p | grep -q libxkbcommon-x11; then \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(SYSTEM_DEPS); fi
 
+# With a display: napari opens with a sample loaded and the DIP-ℓ0 widget docked.
+# Headless: the CLI demo writes demo-output/side_by_side.png.
 demo: venv
-	$(VENV)/bin/dip-l0 demo -o demo-output
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(VENV)/bin/dip-l0 gui; \
+	else $(VENV)/bin/dip-l0 demo -o demo-output; fi
+
+screenshot: venv system-deps
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshot.py docs/widget.png
 
 test: venv system-deps
 	$(PY) -m pytest

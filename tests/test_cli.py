@@ -39,6 +39,9 @@ def test_smooth_png(rgb_png, tmp_path, capsys):
     assert res.shape == img.shape and res.dtype == np.uint8
     np.testing.assert_array_equal(iio.imread(path), img)  # input untouched
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private 0600
 
 
 def test_smooth_tif_keeps_dtype_and_saves_every(stack_tif, tmp_path):

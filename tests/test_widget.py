@@ -83,6 +83,7 @@ def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, i
     assert prov["iterations_done"] == 6 and prov["mode"] == "smooth" and not prov["stopped_early"]
     assert prov["lam"] == pytest.approx(widget.lam.value) and "version" in prov
     np.testing.assert_array_equal(src.data, data)  # input untouched
+    assert widget.image.value is src  # not moved onto the layers the run added
     assert widget.run_button.enabled and not widget.stop_button.enabled
     assert "done" in widget.status.value
 

@@ -175,7 +175,8 @@ class DipL0Widget(Container):
     def _follow_selection(self, event=None):
         self.image.reset_choices()
         active = self.viewer.layers.selection.active
-        if isinstance(active, napari.layers.Image) and active in self.image.choices:
+        # Our own outputs get selected as napari adds them; the selector stays on the source.
+        if isinstance(active, napari.layers.Image) and active in self.image.choices and "dip_l0" not in active.metadata:
             self.image.value = active
 
     def _on_layer_removed(self, event):
@@ -318,31 +319,36 @@ class DipL0Widget(Container):
             self.worker.quit()
 
     def _on_yielded(self, item):
+        # napari's progress bar and add_image can run the Qt event loop, so the
+        # finished/errored handlers may run in the middle of this one: state is
+        # written first, and the job is re-checked after each such call.
         snap, show, keep = item
         job = self._job
         if job is None or job.error is not None:
             return
-        if job.pbar is not None:
-            job.pbar.update(snap.iteration - job.pbar.n)
+        job.last = snap
         loss = f", loss {snap.losses['loss']:.2e}" if snap.losses else ""
         plane = f", plane {snap.plane + 1}/{snap.planes}" if snap.planes > 1 else ""
         self.status.value = f"iteration {snap.iteration}/{snap.total}{plane}{loss}, {snap.seconds:.1f} s"
-        job.last = snap
-        if not (show or keep):
-            return
         layer = job.layer
         if show:
             data = _as_slab(snap.image, job.plane_index)
             if job.preview is None or job.preview not in self.viewer.layers:
                 kwargs = _layer_kwargs(layer, job.plane_index)
+                kwargs["metadata"]["dip_l0"] = {"preview": True}
                 job.preview = self.viewer.add_image(data, name=f"{layer.name} · DIP-ℓ0 (preview)", **kwargs)
+                if self._job is not job and job.preview in self.viewer.layers:
+                    self.viewer.layers.remove(job.preview)  # the run ended meanwhile
+                    return
             else:
                 job.preview.data = data
-        if keep:
+        if keep and self._job is job:
             kwargs = _layer_kwargs(layer, job.plane_index)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
             job.kept.append(self.viewer.add_image(_as_slab(snap.image, job.plane_index),
                                                   name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs))
+        if job.pbar is not None and self._job is job:
+            job.pbar.update(snap.iteration - job.pbar.n)
 
     def _on_finished(self):
         job, self._job, self.worker = self._job, None, None

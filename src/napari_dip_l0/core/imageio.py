@@ -82,6 +82,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
 
             kwargs = {"quality": 95} if suffix in JPEG else {}
             iio.imwrite(tmp, image, extension=suffix, **kwargs)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
