@@ -218,3 +218,79 @@ def test_dock_widget_from_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
     assert isinstance(widget, DipL0Widget)
+
+
+def _start_long_run(qtbot, viewer, widget):
+    viewer.add_image(_cells(), name="cells")
+    widget.iterations.value = 100_000
+    widget.run()
+    worker = widget.worker
+    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
+        pass
+    return worker
+
+
+def test_removing_dock_widget_stops_worker(qtbot, viewer):
+    widget = DipL0Widget(viewer, persist=False)
+    dock = viewer.window.add_dock_widget(widget, name="DIP-ℓ0")
+    worker = _start_long_run(qtbot, viewer, widget)
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        viewer.window.remove_dock_widget(dock)
+    qtbot.wait(100)
+    assert [layer.name for layer in viewer.layers] == ["cells"]  # a closed widget adds nothing
+
+
+def test_closing_viewer_stops_worker(qtbot, viewer):
+    widget = DipL0Widget(viewer, persist=False)
+    viewer.window.add_dock_widget(widget, name="DIP-ℓ0")
+    worker = _start_long_run(qtbot, viewer, widget)
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        viewer.close()
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+
+
+def test_rgba_keeps_alpha(qtbot, viewer, widget):
+    rgba = np.random.default_rng(2).integers(0, 255, (20, 24, 4), dtype=np.uint8)
+    rgba[..., 3] = np.arange(24, dtype=np.uint8)[None, :] * 10
+    viewer.add_image(rgba, name="rgba", rgb=True)
+    _run(qtbot, widget, iterations=3)
+    out = viewer.layers["rgba · DIP-ℓ0"].data
+    assert out.shape == rgba.shape
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert not np.array_equal(out[..., :3], rgba[..., :3])
+
+
+def test_settings_persist_between_widgets(viewer, tmp_path, monkeypatch):
+    from qtpy.QtCore import QSettings
+
+    from napari_dip_l0.core.presets import PRESETS
+
+    path = str(tmp_path / "settings.ini")
+    monkeypatch.setattr(_widget, "_settings_store", lambda: QSettings(path, QSettings.Format.IniFormat))
+    first = DipL0Widget(viewer, persist=True)
+    first.lam.value = 0.07
+    first.iterations.value = 123
+    first.planes.value = "all planes"
+    second = DipL0Widget(viewer, persist=True)
+    assert second.lam.value == pytest.approx(0.07)
+    assert second.iterations.value == 123 and second.planes.value == "all planes"
+    assert DipL0Widget(viewer, persist=False).lam.value == pytest.approx(PRESETS["smooth"].lam)
+
+
+def test_dask_layer_reads_only_the_current_plane(viewer):
+    da = pytest.importorskip("dask.array")
+    stack = np.stack([_cells(), _cells()[::-1], _cells()])
+    reads = []
+
+    def record(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    lazy = da.from_array(stack, chunks=(1, 24, 28)).map_blocks(record, dtype=stack.dtype)
+    layer = viewer.add_image(lazy, name="lazy", contrast_limits=(0, 2000))
+    viewer.dims.set_current_step(0, 2)
+    reads.clear()
+    data, channel_axis, plane_index, alpha, _ = _widget._layer_data(layer, _widget.CURRENT, viewer)
+    assert plane_index == (2,) and data.shape == stack.shape[1:] and alpha is None
+    assert set(reads) == {2}
+    np.testing.assert_array_equal(data, stack[2])

@@ -14,6 +14,8 @@ from typing import Annotated
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QWidget
 
 from . import __version__
 from .core.admm import L0_SOLVERS, iter_dip_l0
@@ -40,27 +42,65 @@ def _devices() -> list[str]:
     return names
 
 
+class _CloseWatcher(QObject):
+    """Calls ``on_close`` when the widget leaves its dock or its window closes.
+
+    napari's ``remove_dock_widget`` only un-parents the widget and closing the
+    viewer only closes its window, so ``destroyed`` cannot be relied on.
+    """
+
+    def __init__(self, widget: QWidget, window: QWidget | None, on_close):
+        super().__init__(widget)
+        self._widget = widget
+        self._on_close = on_close
+        widget.installEventFilter(self)
+        if window is not None:
+            # No reference kept: it would keep the whole viewer alive.
+            window.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        widget = getattr(self, "_widget", None)  # Qt may call in while Python tears us down
+        if widget is None:
+            return False
+        kind = event.type()
+        if obj is widget and kind == QEvent.Type.ParentChange and widget.parent() is None:
+            self._on_close(wait=False)
+        elif obj is not widget and kind == QEvent.Type.Close:  # the only other object watched is the window
+            self._on_close(wait=True)
+        return False
+
+
+def _settings_store():
+    """Where the widget's settings live between sessions (the platform's usual place)."""
+    from qtpy.QtCore import QSettings
+
+    return QSettings("napari-dip-l0", "dip-l0-widget")
+
+
 class _Job:
     """What one run needs to place its results: the source layer and how its data was sliced."""
 
-    def __init__(self, layer, data, channel_axis, plane_index, params, level_note):
+    def __init__(self, layer, plane_index, alpha, params):
         self.layer = layer
-        self.data = data
-        self.channel_axis = channel_axis
         self.plane_index = plane_index  # tuple of leading indices, or None for all planes
+        self.alpha = alpha  # RGBA layers: the alpha channel, put back unchanged
         self.params = params
-        self.level_note = level_note
         self.last = None  # newest snapshot: the result if the run stops now
         self.preview = None
         self.kept = []
         self.error = None  # message of the exception that ended the run
         self.pbar = None
 
+    def layer_data(self, snap) -> np.ndarray:
+        """The snapshot's estimate shaped as layer data (alpha restored, one-plane slab)."""
+        return _layer_array(snap.image, self.alpha, self.plane_index)
 
-def _layer_data(layer, planes: str, viewer) -> tuple[np.ndarray, int | None, tuple | None, str]:
+
+def _layer_data(layer, planes: str, viewer) -> tuple[np.ndarray, int | None, tuple | None, np.ndarray | None, str]:
     """The array to smooth: one plane (current view) or the whole layer, loaded lazily.
 
-    Returns (data, channel_axis, plane_index, note).
+    Returns (data, channel_axis, plane_index, alpha, note); RGBA layers give
+    their colour as data and their alpha separately, to be kept as it is.
     """
     note = ""
     data = layer.data
@@ -81,7 +121,11 @@ def _layer_data(layer, planes: str, viewer) -> tuple[np.ndarray, int | None, tup
         step = tuple(min(max(s, 0), n - 1) for s, n in zip(step, data.shape[:lead]))
         plane_index = step
         data = data[step]  # a dask array loads just this plane below
-    return np.asarray(data), channel_axis, plane_index, note
+    data = np.asarray(data)
+    alpha = None
+    if layer.rgb and data.shape[-1] == 4:
+        data, alpha = data[..., :3], data[..., 3:]
+    return data, channel_axis, plane_index, alpha, note
 
 
 def _layer_kwargs(layer, plane_index: tuple | None) -> dict:
@@ -108,7 +152,10 @@ def _layer_kwargs(layer, plane_index: tuple | None) -> dict:
     return kwargs
 
 
-def _as_slab(image: np.ndarray, plane_index: tuple | None) -> np.ndarray:
+def _layer_array(image: np.ndarray, alpha: np.ndarray | None, plane_index: tuple | None) -> np.ndarray:
+    """A result as layer data: alpha put back, and one plane kept as a slab of thickness 1."""
+    if alpha is not None:
+        image = np.concatenate([image, alpha.astype(image.dtype, copy=False)], axis=-1)
     return image if plane_index is None else image.reshape((1,) * len(plane_index) + image.shape)
 
 
@@ -162,7 +209,10 @@ class DipL0Widget(Container):
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.active.connect(self._follow_selection)
-        self.native.destroyed.connect(self._shutdown)
+        self._closed = False
+        # napari has no public "window closing" event; its Qt main window is the one place to watch.
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        self._close_watcher = _CloseWatcher(self.native, window, self._shutdown)
         self._follow_selection()
 
     # ----- layer list -------------------------------------------------
@@ -195,20 +245,15 @@ class DipL0Widget(Container):
             self.l0_solver.value = "region_fusion"
 
     # ----- settings ---------------------------------------------------
-    def _qsettings(self):
-        from qtpy.QtCore import QSettings
-
-        return QSettings("napari-dip-l0", "dip-l0-widget")
-
     def _save_settings(self, value=None):
         if not self._persist:
             return
-        settings = self._qsettings()
+        settings = _settings_store()
         for name in _SETTINGS:
             settings.setValue(name, getattr(self, name).value)
 
     def _restore_settings(self):
-        settings = self._qsettings()
+        settings = _settings_store()
         for name in _SETTINGS:
             value = settings.value(name)
             if value is None:
@@ -238,7 +283,7 @@ class DipL0Widget(Container):
             self._notify_error("choose an image layer first")
             return
         try:
-            data, channel_axis, plane_index, _ = _layer_data(layer, CURRENT, self.viewer)
+            data, channel_axis, plane_index, alpha, _ = _layer_data(layer, CURRENT, self.viewer)
             method = "fft" if self.l0_solver.value == "fft" else "region_fusion"
             t0 = time.perf_counter()
             result = l0_smooth(data, self.lam.value, method=method, channel_axis=channel_axis)
@@ -248,11 +293,12 @@ class DipL0Widget(Container):
         name = f"{layer.name} · ℓ0 (preview)"
         kwargs = _layer_kwargs(layer, plane_index)
         kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": self.lam.value, "version": __version__}
+        result = _layer_array(result, alpha, plane_index)
         if name in self.viewer.layers:
-            self.viewer.layers[name].data = _as_slab(result, plane_index)
+            self.viewer.layers[name].data = result
             self.viewer.layers[name].metadata = kwargs["metadata"]
         else:
-            self.viewer.add_image(_as_slab(result, plane_index), name=name, **kwargs)
+            self.viewer.add_image(result, name=name, **kwargs)
         self.status.value = f"ℓ0 {method} λ={self.lam.value:g}: {time.perf_counter() - t0:.2f} s"
 
     def run(self, value=None):
@@ -276,7 +322,7 @@ class DipL0Widget(Container):
             "l0_solver": self.l0_solver.value if mode == "smooth" else "region_fusion",
         }
         try:
-            data, channel_axis, plane_index, note = _layer_data(layer, self.planes.value, self.viewer)
+            data, channel_axis, plane_index, alpha, note = _layer_data(layer, self.planes.value, self.viewer)
             # Checks the arguments now, so bad input is reported before any thread starts.
             snapshots = iter_dip_l0(data, mode, lam=params["lam"], iterations=params["iterations"],
                                     channel_axis=channel_axis, seed=params["seed"], device=params["device"],
@@ -284,7 +330,7 @@ class DipL0Widget(Container):
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
-        job = self._job = _Job(layer, data, channel_axis, plane_index, params, note)
+        job = self._job = _Job(layer, plane_index, alpha, params)
         preview_every = int(self.preview_every.value)
         keep_every = int(self.keep_every.value)
 
@@ -296,10 +342,11 @@ class DipL0Widget(Container):
                 show = snap.done or snap.iteration == 0 or (
                     snap.iteration % preview_every == 0 and now - last_render >= PREVIEW_INTERVAL)
                 keep = keep_every > 0 and snap.iteration > 0 and snap.iteration % keep_every == 0 and not snap.done
+                image = None
                 if show or keep:
-                    snap.image  # noqa: B018 - render now, in this thread
+                    image = job.layer_data(snap)  # rendered here, off the GUI thread
                     last_render = now
-                yield snap, show, keep
+                yield snap, image, show, keep
 
         total = job.params["iterations"] * max(1, _n_planes(data, channel_axis))
         job.pbar = progress(total=total, desc=f"DIP-ℓ0 {layer.name}")
@@ -322,9 +369,9 @@ class DipL0Widget(Container):
         # napari's progress bar and add_image can run the Qt event loop, so the
         # finished/errored handlers may run in the middle of this one: state is
         # written first, and the job is re-checked after each such call.
-        snap, show, keep = item
+        snap, image, show, keep = item
         job = self._job
-        if job is None or job.error is not None:
+        if job is None or job.error is not None or self._closed:
             return
         job.last = snap
         loss = f", loss {snap.losses['loss']:.2e}" if snap.losses else ""
@@ -332,7 +379,7 @@ class DipL0Widget(Container):
         self.status.value = f"iteration {snap.iteration}/{snap.total}{plane}{loss}, {snap.seconds:.1f} s"
         layer = job.layer
         if show:
-            data = _as_slab(snap.image, job.plane_index)
+            data = image
             if job.preview is None or job.preview not in self.viewer.layers:
                 kwargs = _layer_kwargs(layer, job.plane_index)
                 kwargs["metadata"]["dip_l0"] = {"preview": True}
@@ -345,18 +392,20 @@ class DipL0Widget(Container):
         if keep and self._job is job:
             kwargs = _layer_kwargs(layer, job.plane_index)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
-            job.kept.append(self.viewer.add_image(_as_slab(snap.image, job.plane_index),
+            job.kept.append(self.viewer.add_image(image,
                                                   name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs))
         if job.pbar is not None and self._job is job:
             job.pbar.update(snap.iteration - job.pbar.n)
 
     def _on_finished(self):
         job, self._job, self.worker = self._job, None, None
+        if job is not None and job.pbar is not None:
+            job.pbar.close()
+        if self._closed:  # the widget (maybe the viewer) is gone: touch nothing
+            return
         self._set_running(False)
         if job is None:
             return
-        if job.pbar is not None:
-            job.pbar.close()
         if job.preview is not None and job.preview in self.viewer.layers:
             self.viewer.layers.remove(job.preview)
         snap = job.last
@@ -371,7 +420,7 @@ class DipL0Widget(Container):
             return
         kwargs = _layer_kwargs(job.layer, job.plane_index)
         kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
-        self.viewer.add_image(_as_slab(snap.image, job.plane_index), name=f"{job.layer.name} · DIP-ℓ0", **kwargs)
+        self.viewer.add_image(job.layer_data(snap), name=f"{job.layer.name} · DIP-ℓ0", **kwargs)
         state = "stopped" if not snap.done else "done"
         self.status.value = f"{state} at iteration {snap.iteration}/{snap.total}, {snap.seconds:.1f} s"
 
@@ -379,15 +428,21 @@ class DipL0Widget(Container):
         message = f"{type(exc).__name__}: {exc}"
         if self._job is not None:
             self._job.error = message
-        self._notify_error(message)
+        if not self._closed:
+            self._notify_error(message)
 
-    def _shutdown(self, *args):
-        if self.worker is not None:
-            self.worker.quit()
-            try:
-                self.worker.await_workers(msecs=10_000)
-            except RuntimeError:
-                pass
+    def _shutdown(self, wait: bool = True):
+        """Stop a running job because the widget or the viewer is closing: no layers are added after this."""
+        self._closed = True
+        if self.worker is None:
+            return
+        self.worker.quit()
+        job = self._job
+        if not wait and job is not None and job.preview is not None and job.preview in self.viewer.layers:
+            self.viewer.layers.remove(job.preview)  # the viewer lives on: drop our temporary layer
+        if wait:
+            # The thread stops at its next iteration; wait so it never outlives the viewer.
+            self.worker.await_workers(msecs=30_000)
 
 
 def _provenance(job: _Job, snap) -> dict:
@@ -422,7 +477,10 @@ def l0_widget(
     method = L0Method(method).value
     channel_axis = -1 if image.rgb else None
     data = np.asarray(image.data[0] if image.multiscale else image.data)
-    result = l0_smooth(data, lam, method=method, channel_axis=channel_axis)
+    alpha = None
+    if image.rgb and data.shape[-1] == 4:
+        data, alpha = data[..., :3], data[..., 3:]
+    result = _layer_array(l0_smooth(data, lam, method=method, channel_axis=channel_axis), alpha, None)
     kwargs = _layer_kwargs(image, None)
     kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "version": __version__}
     kwargs["name"] = f"{image.name} · ℓ0"
