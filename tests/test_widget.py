@@ -64,6 +64,16 @@ def _run(qtbot, widget, **settings):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
 
 
+def _start_long_run(qtbot, viewer, widget):
+    viewer.add_image(_cells(), name="cells")
+    widget.iterations.value = 100_000
+    widget.run()
+    worker = widget.worker
+    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
+        pass
+    return worker
+
+
 def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, inserted):
     data = _cells()
     src = viewer.add_image(data, name="cells", scale=(0.5, 0.25), translate=(10.0, -3.0),
@@ -89,12 +99,7 @@ def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, i
 
 
 def test_stop_keeps_result_and_leaves_no_thread(qtbot, viewer, widget):
-    viewer.add_image(_cells(), name="cells")
-    widget.iterations.value = 100_000
-    widget.run()
-    worker = widget.worker
-    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
-        pass
+    worker = _start_long_run(qtbot, viewer, widget)
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
         widget.stop()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
@@ -106,14 +111,9 @@ def test_stop_keeps_result_and_leaves_no_thread(qtbot, viewer, widget):
 
 
 def test_removing_source_layer_stops_worker(qtbot, viewer, widget):
-    layer = viewer.add_image(_cells(), name="cells")
-    widget.iterations.value = 100_000
-    widget.run()
-    worker = widget.worker
-    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
-        pass
+    worker = _start_long_run(qtbot, viewer, widget)
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        viewer.layers.remove(layer)
+        viewer.layers.remove("cells")
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
     assert not [lay for lay in viewer.layers if "DIP-ℓ0" in lay.name]
 
@@ -218,16 +218,6 @@ def test_dock_widget_from_manifest(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
     assert isinstance(widget, DipL0Widget)
-
-
-def _start_long_run(qtbot, viewer, widget):
-    viewer.add_image(_cells(), name="cells")
-    widget.iterations.value = 100_000
-    widget.run()
-    worker = widget.worker
-    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
-        pass
-    return worker
 
 
 def test_removing_dock_widget_stops_worker(qtbot, viewer):

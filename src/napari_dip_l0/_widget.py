@@ -475,11 +475,7 @@ def l0_widget(
     if image is None:
         raise ValueError("choose an image layer")
     method = L0Method(method).value
-    channel_axis = -1 if image.rgb else None
-    data = np.asarray(image.data[0] if image.multiscale else image.data)
-    alpha = None
-    if image.rgb and data.shape[-1] == 4:
-        data, alpha = data[..., :3], data[..., 3:]
+    data, channel_axis, _, alpha, _ = _layer_data(image, ALL, None)
     result = _layer_array(l0_smooth(data, lam, method=method, channel_axis=channel_axis), alpha, None)
     kwargs = _layer_kwargs(image, None)
     kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "version": __version__}
