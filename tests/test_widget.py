@@ -280,7 +280,25 @@ def test_dask_layer_reads_only_the_current_plane(viewer):
     layer = viewer.add_image(lazy, name="lazy", contrast_limits=(0, 2000))
     viewer.dims.set_current_step(0, 2)
     reads.clear()
-    data, channel_axis, plane_index, alpha, _ = _widget._layer_data(layer, _widget.CURRENT, viewer)
-    assert plane_index == (2,) and data.shape == stack.shape[1:] and alpha is None
+    sel = _widget._select(layer, _widget.CURRENT, viewer)
+    assert sel.plane_index == (2,) and sel.data.shape == stack.shape[1:] and sel.alpha is None
     assert set(reads) == {2}
-    np.testing.assert_array_equal(data, stack[2])
+    np.testing.assert_array_equal(sel.data, stack[2])
+
+
+def test_multiscale_uses_a_level_that_fits(viewer, monkeypatch):
+    monkeypatch.setattr(_widget, "MAX_PLANE_PIXELS", 24 * 28)
+    full = np.repeat(np.repeat(_cells(), 2, axis=0), 2, axis=1)
+    layer = viewer.add_image([full, _cells()], name="pyramid", multiscale=True, scale=(0.5, 0.5))
+    sel = _widget._select(layer, _widget.ALL, viewer)
+    assert sel.data.shape == (24, 28) and "level 1" in sel.note
+    np.testing.assert_allclose(_widget._layer_kwargs(layer, sel)["scale"], (1.0, 1.0))
+
+
+def test_current_plane_follows_world_position(viewer):
+    stack = np.stack([_cells() * 0, _cells(), _cells() * 2])
+    layer = viewer.add_image(stack, name="zs", scale=(3.0, 1.0, 1.0), translate=(-3.0, 0, 0))
+    viewer.dims.set_point(0, 3.0)  # world z 3 = data plane (3 + 3) / 3 = 2
+    sel = _widget._select(layer, _widget.CURRENT, viewer)
+    assert sel.plane_index == (2,)
+    np.testing.assert_array_equal(sel.data, stack[2])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import napari
 import numpy as np
@@ -77,13 +77,23 @@ def _settings_store():
     return QSettings("napari-dip-l0", "dip-l0-widget")
 
 
+class _Selection(NamedTuple):
+    """The part of a layer that a run smooths, and how to place results back."""
+
+    data: np.ndarray
+    channel_axis: int | None
+    plane_index: tuple | None  # leading indices of the one plane, or None for the whole layer
+    alpha: np.ndarray | None  # RGBA layers: the alpha channel, put back unchanged
+    downsample: np.ndarray  # per layer axis: size of the full-resolution level / size of the level used
+    note: str
+
+
 class _Job:
     """What one run needs to place its results: the source layer and how its data was sliced."""
 
-    def __init__(self, layer, plane_index, alpha, params):
+    def __init__(self, layer, sel: _Selection, params):
         self.layer = layer
-        self.plane_index = plane_index  # tuple of leading indices, or None for all planes
-        self.alpha = alpha  # RGBA layers: the alpha channel, put back unchanged
+        self.sel = sel
         self.params = params
         self.last = None  # newest snapshot: the result if the run stops now
         self.preview = None
@@ -93,45 +103,43 @@ class _Job:
 
     def layer_data(self, snap) -> np.ndarray:
         """The snapshot's estimate shaped as layer data (alpha restored, one-plane slab)."""
-        return _layer_array(snap.image, self.alpha, self.plane_index)
+        return _layer_array(snap.image, self.sel)
 
 
-def _layer_data(layer, planes: str, viewer) -> tuple[np.ndarray, int | None, tuple | None, np.ndarray | None, str]:
-    """The array to smooth: one plane (current view) or the whole layer, loaded lazily.
-
-    Returns (data, channel_axis, plane_index, alpha, note); RGBA layers give
-    their colour as data and their alpha separately, to be kept as it is.
-    """
+def _select(layer, planes: str, viewer) -> _Selection:
+    """The array to smooth: the plane shown in ``viewer`` or the whole layer, loaded lazily."""
     note = ""
     data = layer.data
+    n_axes = layer.ndim  # rgb layers: without the colour axis
+    downsample = np.ones(n_axes)
     if getattr(layer, "multiscale", False):
         levels = list(data)
         level = 0
-        while level < len(levels) - 1 and np.prod(levels[level].shape[-3 if layer.rgb else -2 :][:2]) > MAX_PLANE_PIXELS:
+        while level < len(levels) - 1 and np.prod(levels[level].shape[n_axes - 2 : n_axes]) > MAX_PLANE_PIXELS:
             level += 1
         if level:
             note = f"multiscale: level {level} used, finer levels exceed {MAX_PLANE_PIXELS} pixels per plane"
+        downsample = np.array(levels[0].shape[:n_axes], float) / np.array(levels[level].shape[:n_axes])
         data = levels[level]
-    channel_axis = -1 if layer.rgb else None
-    spatial = 3 if layer.rgb else 2
-    lead = data.ndim - spatial
+    lead = n_axes - 2
     plane_index = None
     if lead > 0 and planes == CURRENT:
-        step = tuple(int(s) for s in viewer.dims.current_step[:lead]) if viewer is not None else (0,) * lead
-        step = tuple(min(max(s, 0), n - 1) for s, n in zip(step, data.shape[:lead]))
-        plane_index = step
-        data = data[step]  # a dask array loads just this plane below
+        # The viewer's position in world coordinates, mapped through this layer's transforms.
+        position = layer.world_to_data(viewer.dims.point) if viewer is not None else np.zeros(n_axes)
+        index = np.round(np.asarray(position[:lead]) / downsample[:lead])
+        plane_index = tuple(int(min(max(i, 0), n - 1)) for i, n in zip(index, data.shape[:lead]))
+        data = data[plane_index]  # a dask array loads just this plane below
     data = np.asarray(data)
     alpha = None
     if layer.rgb and data.shape[-1] == 4:
         data, alpha = data[..., :3], data[..., 3:]
-    return data, channel_axis, plane_index, alpha, note
+    return _Selection(data, -1 if layer.rgb else None, plane_index, alpha, downsample, note)
 
 
-def _layer_kwargs(layer, plane_index: tuple | None) -> dict:
-    """Spatial metadata, look and metadata of ``layer`` for a derived layer."""
+def _layer_kwargs(layer, sel: _Selection) -> dict:
+    """Spatial metadata, look and metadata of ``layer`` for a layer made from ``sel``."""
     kwargs = {
-        "scale": np.array(layer.scale, float),
+        "scale": np.array(layer.scale, float) * sel.downsample,
         "translate": np.array(layer.translate, float),
         "rotate": layer.rotate,
         "shear": layer.shear,
@@ -146,17 +154,18 @@ def _layer_kwargs(layer, plane_index: tuple | None) -> dict:
     if not layer.rgb:
         kwargs["colormap"] = layer.colormap
         kwargs["contrast_limits"] = tuple(layer.contrast_limits)
-    if plane_index is not None:
+    if sel.plane_index is not None:
         # One plane kept as a slab of thickness 1, placed where it came from in the stack.
-        kwargs["translate"][: len(plane_index)] += np.asarray(plane_index) * kwargs["scale"][: len(plane_index)]
+        k = len(sel.plane_index)
+        kwargs["translate"][:k] += np.asarray(sel.plane_index) * kwargs["scale"][:k]
     return kwargs
 
 
-def _layer_array(image: np.ndarray, alpha: np.ndarray | None, plane_index: tuple | None) -> np.ndarray:
+def _layer_array(image: np.ndarray, sel: _Selection) -> np.ndarray:
     """A result as layer data: alpha put back, and one plane kept as a slab of thickness 1."""
-    if alpha is not None:
-        image = np.concatenate([image, alpha.astype(image.dtype, copy=False)], axis=-1)
-    return image if plane_index is None else image.reshape((1,) * len(plane_index) + image.shape)
+    if sel.alpha is not None:
+        image = np.concatenate([image, sel.alpha.astype(image.dtype, copy=False)], axis=-1)
+    return image if sel.plane_index is None else image.reshape((1,) * len(sel.plane_index) + image.shape)
 
 
 class DipL0Widget(Container):
@@ -283,17 +292,17 @@ class DipL0Widget(Container):
             self._notify_error("choose an image layer first")
             return
         try:
-            data, channel_axis, plane_index, alpha, _ = _layer_data(layer, CURRENT, self.viewer)
+            sel = _select(layer, CURRENT, self.viewer)
             method = "fft" if self.l0_solver.value == "fft" else "region_fusion"
             t0 = time.perf_counter()
-            result = l0_smooth(data, self.lam.value, method=method, channel_axis=channel_axis)
+            result = l0_smooth(sel.data, self.lam.value, method=method, channel_axis=sel.channel_axis)
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
         name = f"{layer.name} · ℓ0 (preview)"
-        kwargs = _layer_kwargs(layer, plane_index)
+        kwargs = _layer_kwargs(layer, sel)
         kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": self.lam.value, "version": __version__}
-        result = _layer_array(result, alpha, plane_index)
+        result = _layer_array(result, sel)
         if name in self.viewer.layers:
             self.viewer.layers[name].data = result
             self.viewer.layers[name].metadata = kwargs["metadata"]
@@ -322,15 +331,15 @@ class DipL0Widget(Container):
             "l0_solver": self.l0_solver.value if mode == "smooth" else "region_fusion",
         }
         try:
-            data, channel_axis, plane_index, alpha, note = _layer_data(layer, self.planes.value, self.viewer)
+            sel = _select(layer, self.planes.value, self.viewer)
             # Checks the arguments now, so bad input is reported before any thread starts.
-            snapshots = iter_dip_l0(data, mode, lam=params["lam"], iterations=params["iterations"],
-                                    channel_axis=channel_axis, seed=params["seed"], device=params["device"],
+            snapshots = iter_dip_l0(sel.data, mode, lam=params["lam"], iterations=params["iterations"],
+                                    channel_axis=sel.channel_axis, seed=params["seed"], device=params["device"],
                                     l0_solver=params["l0_solver"])
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
-        job = self._job = _Job(layer, plane_index, alpha, params)
+        job = self._job = _Job(layer, sel, params)
         preview_every = int(self.preview_every.value)
         keep_every = int(self.keep_every.value)
 
@@ -348,7 +357,7 @@ class DipL0Widget(Container):
                     last_render = now
                 yield snap, image, show, keep
 
-        total = job.params["iterations"] * max(1, _n_planes(data, channel_axis))
+        total = job.params["iterations"] * _n_planes(sel.data, sel.channel_axis)
         job.pbar = progress(total=total, desc=f"DIP-ℓ0 {layer.name}")
         # Errors are reported by _on_error as a notification, not re-raised.
         worker = self.worker = create_worker(work, _ignore_errors=True)
@@ -356,7 +365,11 @@ class DipL0Widget(Container):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._set_running(True)
-        self.status.value = "starting…" + (f" ({note})" if note else "")
+        self.status.value = "starting…"
+        if sel.note:
+            from napari.utils.notifications import show_info
+
+            show_info(f"DIP-ℓ0: {sel.note}")
         worker.start()
 
     def stop(self, value=None):
@@ -381,7 +394,7 @@ class DipL0Widget(Container):
         if show:
             data = image
             if job.preview is None or job.preview not in self.viewer.layers:
-                kwargs = _layer_kwargs(layer, job.plane_index)
+                kwargs = _layer_kwargs(layer, job.sel)
                 kwargs["metadata"]["dip_l0"] = {"preview": True}
                 job.preview = self.viewer.add_image(data, name=f"{layer.name} · DIP-ℓ0 (preview)", **kwargs)
                 if self._job is not job and job.preview in self.viewer.layers:
@@ -390,7 +403,7 @@ class DipL0Widget(Container):
             else:
                 job.preview.data = data
         if keep and self._job is job:
-            kwargs = _layer_kwargs(layer, job.plane_index)
+            kwargs = _layer_kwargs(layer, job.sel)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
             job.kept.append(self.viewer.add_image(image,
                                                   name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs))
@@ -418,7 +431,7 @@ class DipL0Widget(Container):
         if job.layer not in self.viewer.layers:
             self.status.value = "source layer removed: no result added"
             return
-        kwargs = _layer_kwargs(job.layer, job.plane_index)
+        kwargs = _layer_kwargs(job.layer, job.sel)
         kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
         self.viewer.add_image(job.layer_data(snap), name=f"{job.layer.name} · DIP-ℓ0", **kwargs)
         state = "stopped" if not snap.done else "done"
@@ -451,7 +464,7 @@ def _provenance(job: _Job, snap) -> dict:
         "method": "DIP-ℓ0",
         **job.params,
         "iterations_done": snap.iteration,
-        "planes": "all" if job.plane_index is None else list(job.plane_index),
+        "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),
         "seconds": round(snap.seconds, 3),
         "stopped_early": not snap.done,
         "version": __version__,
@@ -475,9 +488,9 @@ def l0_widget(
     if image is None:
         raise ValueError("choose an image layer")
     method = L0Method(method).value
-    data, channel_axis, _, alpha, _ = _layer_data(image, ALL, None)
-    result = _layer_array(l0_smooth(data, lam, method=method, channel_axis=channel_axis), alpha, None)
-    kwargs = _layer_kwargs(image, None)
+    sel = _select(image, ALL, None)
+    result = _layer_array(l0_smooth(sel.data, lam, method=method, channel_axis=sel.channel_axis), sel)
+    kwargs = _layer_kwargs(image, sel)
     kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "version": __version__}
     kwargs["name"] = f"{image.name} · ℓ0"
     return result, kwargs, "image"
