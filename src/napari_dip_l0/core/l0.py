@@ -29,11 +29,12 @@ def _push(nb, cnt, start, size, cap, pool_end, g, other, count):
     if size[g] == cap[g]:
         new_cap = max(2 * cap[g], 4)
         if pool_end + new_cap > nb.shape[0]:
-            # Compact: copy every non-empty list into a fresh, larger pool.
+            # Compact: copy every non-empty list into a fresh pool, each with room
+            # to double, so compactions stay rare (each one visits every group).
             used = 0
             for h in range(start.shape[0]):
                 used += size[h]
-            new_len = 2 * (used + new_cap) + 1024
+            new_len = 4 * used + 2 * new_cap + 1024
             nb2 = np.empty(new_len, nb.dtype)
             cnt2 = np.empty(new_len, cnt.dtype)
             end = 0
@@ -43,12 +44,11 @@ def _push(nb, cnt, start, size, cap, pool_end, g, other, count):
                     start[h] = 0
                     continue
                 s = start[h]
-                c = size[h] if h != g else new_cap
                 for q in range(size[h]):
                     nb2[end + q] = nb[s + q]
                     cnt2[end + q] = cnt[s + q]
                 start[h] = end
-                cap[h] = max(c, size[h])
+                cap[h] = new_cap if h == g else 2 * size[h]
                 end += cap[h]
             nb, cnt, pool_end = nb2, cnt2, end
         else:
@@ -107,6 +107,9 @@ def _region_fusion_kernel(img, lam, max_loop, gamma):
             size[p] = k
 
     slot = np.full(n, -1, np.int64)  # position of a group in the current group's list
+    # Smallest threshold at which group i merges with a neighbour, as of its last
+    # scan; 0 = unknown. Skipping groups with need > thresh changes no result.
+    need = np.zeros(n, np.float64)
     live = np.arange(n)
     n_live = n
     for it in range(max_loop + 1):
@@ -115,11 +118,10 @@ def _region_fusion_kernel(img, lam, max_loop, gamma):
         thresh = lam * (it / max_loop) ** gamma
         for idx in range(n_live):
             i = live[idx]
-            if w[i] == 0:
-                continue  # merged into another group earlier in this pass
-            s = start[i]
-            for q in range(size[i]):
-                slot[nb[s + q]] = q
+            if w[i] == 0 or need[i] > thresh:
+                continue  # merged earlier in this pass, or nothing can merge yet
+            marked = False  # slots are filled on the first merge: most scans merge nothing
+            lowest = np.inf
             n_fixed = size[i]  # neighbours gained by merging wait for the next pass
             q = 0
             while q < n_fixed:
@@ -133,8 +135,15 @@ def _region_fusion_kernel(img, lam, max_loop, gamma):
                 wi = w[i]
                 wj = w[j]
                 if d * wi * wj > thresh * c * (wi + wj):
+                    ratio = d * wi * wj / (c * (wi + wj))
+                    if ratio < lowest:
+                        lowest = ratio
                     q += 1
                     continue
+                if not marked:
+                    for r in range(size[i]):
+                        slot[nb[s + r]] = r
+                    marked = True
                 # Merge j into i: the data cost of merging is below the ℓ0 saving.
                 w[i] = wi + wj
                 for b in range(C):
@@ -184,9 +193,15 @@ def _region_fusion_kernel(img, lam, max_loop, gamma):
                                 break
                 size[j] = 0
                 # q is not advanced: the entry swapped into slot q is checked next.
-            s = start[i]
-            for q in range(size[i]):
-                slot[nb[s + q]] = -1
+            if marked:
+                # i changed: its own and its neighbours' cached thresholds are stale.
+                need[i] = 0.0
+                s = start[i]
+                for q in range(size[i]):
+                    slot[nb[s + q]] = -1
+                    need[nb[s + q]] = 0.0
+            else:
+                need[i] = lowest
         k = 0
         for idx in range(n_live):
             if w[live[idx]] > 0:
