@@ -20,6 +20,7 @@ from napari_dip_l0.cli import open_viewer
 def main(out: str = "docs/widget.png", seconds: float = 25.0) -> None:
     viewer, widget = open_viewer("textured_cartoon")
     viewer.window._qt_window.resize(1500, 900)
+    widget._on_mode()  # the shipped preset, not settings saved by earlier sessions
     widget.preview_every.value = 5
     widget.run()
     t0 = time.perf_counter()
