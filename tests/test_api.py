@@ -180,3 +180,16 @@ def test_preset_is_a_frozen_dataclass():
     assert isinstance(p, Preset) and p.lam == 0.5
     with pytest.raises(Exception):
         p.lam = 1.0
+
+
+def test_tv_term_gives_smoother_output(cartoon):
+    noisy, _ = cartoon
+    plain = get_preset("smooth", v_start=1.0, residual=False, iterations=60)
+    tv = get_preset("smooth", v_start=1.0, residual=False, iterations=60, tv=0.05)
+    *_, a = iter_dip_l0(noisy, preset=plain, channel_axis=-1)
+    *_, b = iter_dip_l0(noisy, preset=tv, channel_axis=-1)
+
+    def total_variation(img):
+        return np.abs(np.diff(img, axis=0)).sum() + np.abs(np.diff(img, axis=1)).sum()
+
+    assert total_variation(b.image) < total_variation(a.image)

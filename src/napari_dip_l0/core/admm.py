@@ -248,6 +248,8 @@ def _fit_plane(plane: np.ndarray, lam, iterations, seed, dev, solver, preset: Pr
         coupled = k > start
         coupling = torch.mean((out - v + u) ** 2) if coupled else torch.zeros((), device=dev)
         loss = data + 0.5 * preset.beta * coupling
+        if preset.tv:
+            loss = loss + preset.tv * (out.diff(dim=-1).abs().mean() + out.diff(dim=-2).abs().mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -54,6 +54,9 @@ class Preset:
     residual : the network fits a correction to the warm start ``w0`` (the
         FFT ℓ0 solution of the input), ``g = w0 + net(x)``, instead of the
         image itself, so the estimate is good from the first iteration.
+    tv : weight of an anisotropic total-variation term on the network output
+        (mean absolute differences). 0 for DIP-ℓ0; with ``v_start=1`` (no ℓ0
+        coupling) it gives DIP-TV, the peer of the quality benchmark.
     """
 
     lam: float
@@ -70,6 +73,7 @@ class Preset:
     ema: float = 0.99
     rf_loops: int = 50
     residual: bool = False
+    tv: float = 0.0
 
 
 PRESETS: dict[str, Preset] = {
