@@ -90,12 +90,12 @@ def methods(kind: str, quick: bool) -> dict:
     found = {
         "input": (simple(lambda f, p: f), [None]),
         "ℓ0 smoothing (FFT, Xu 2011)": (simple(lambda f, p: l0_smooth(f, p, method="fft", channel_axis=-1)),
-                                        [0.005, 0.01, 0.02, 0.03, 0.05]),
-        "Region Fusion alone": (simple(lambda f, p: l0_smooth(f, p, channel_axis=-1)), [0.005, 0.01, 0.02, 0.04, 0.08]),
+                                        [0.005, 0.01, 0.02, 0.03, 0.05, 0.08]),
+        "Region Fusion alone": (simple(lambda f, p: l0_smooth(f, p, channel_axis=-1)), [0.005, 0.01, 0.02, 0.04, 0.08, 0.16]),
         "TV (Chambolle)": (simple(lambda f, p: denoise_tv_chambolle(f, weight=p, channel_axis=-1)),
-                           [0.02, 0.05, 0.1, 0.2]),
+                           [0.02, 0.05, 0.1, 0.2, 0.35, 0.5]),
         "bilateral": (simple(lambda f, p: denoise_bilateral(f, sigma_color=p, sigma_spatial=3, channel_axis=-1)),
-                      [0.05, 0.1, 0.2]),
+                      [0.02, 0.05, 0.1, 0.2]),
         "plain DIP": dip_runs(plain, checkpoints),
     }
     for tv in [0.01] if quick else [0.003, 0.01, 0.03]:
