@@ -1,6 +1,7 @@
 """Speed of DIP-ℓ0 and its ℓ0 solvers, beside peers timed in the same run.
 
     python benchmarks/speed.py [--threads 2] [--iterations 10] [--sizes 256 512]
+    python benchmarks/speed.py --scaling [--sizes 256 512 1024 2048]
 
 Prints a markdown table: seconds per ADMM iteration of the shipped 'smooth'
 preset (network step + v-step every `v_every` iterations), Region Fusion and
@@ -11,7 +12,11 @@ Not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -39,13 +44,53 @@ def seconds_per_iteration(image, channel_axis, iterations) -> tuple[float, float
     return stamps[0], (stamps[-1] - stamps[2]) / (len(stamps) - 3)
 
 
+def _peak_run(size: int, iterations: int) -> dict:
+    """In this (child) process: a short DIP-ℓ0 run on size² RGB; seconds and peak memory."""
+    rgb, _ = cartoon_example("astronaut", "gravel", min(size, 512))
+    if size > 512:  # tile the sample: resizing to 2048² would dominate the run
+        rgb = np.tile(rgb, (size // 512, size // 512, 1))[:size, :size]
+    img = rgb.astype(np.float32)
+    region_fusion(img[:16, :16], 0.1)  # load the compiled kernel before timing
+    seconds_per_iteration(img[:32, :32], -1, 4)  # and start torch up
+    t0 = time.perf_counter()
+    rf = region_fusion(img, PRESETS["smooth"].lam)
+    t_rf = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fft_l0(img.astype(np.float64), PRESETS["smooth"].lam)
+    t_fft = time.perf_counter() - t0
+    del rf
+    warm, per_it = seconds_per_iteration(img, -1, iterations)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+    return {"size": size, "rf": t_rf, "fft": t_fft, "per_it": per_it, "warm": warm, "peak_gib": peak}
+
+
+def scaling(sizes: list[int], threads: int) -> None:
+    print("| RGB image | pixels | Region Fusion (s) | RF µs/pixel | FFT ℓ0 (s) | DIP-ℓ0 s/iteration "
+          "| warm start (s) | peak memory of the run (GiB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        code = (f"import json, torch; torch.set_num_threads({threads}); import sys; sys.path.insert(0, 'benchmarks'); "
+                f"import speed; print(json.dumps(speed._peak_run({size}, 10)))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        px = size * size
+        print(f"| {size}² | {px / 1e6:.2f} M | {r['rf']:.2f} | {r['rf'] / px * 1e6:.2f} | {r['fft']:.2f} | "
+              f"{r['per_it']:.2f} | {r['warm']:.2f} | {r['peak_gib']:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--scaling", action="store_true",
+                        help="RGB sizes up to 2048²: solver times, s/iteration and peak memory, one process per size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scaling:
+        scaling(args.sizes or [256, 512, 1024, 2048], args.threads)
+        return
+    args.sizes = args.sizes or [256, 512]
     preset = PRESETS["smooth"]
     lam = preset.lam
     region_fusion(np.random.rand(16, 16, 3), lam)  # compile numba before timing

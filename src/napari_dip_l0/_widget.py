@@ -97,7 +97,6 @@ class _Job:
         self.params = params
         self.last = None  # newest snapshot: the result if the run stops now
         self.preview = None
-        self.kept = []
         self.error = None  # message of the exception that ended the run
         self.pbar = None
 
@@ -405,8 +404,7 @@ class DipL0Widget(Container):
         if keep and self._job is job:
             kwargs = _layer_kwargs(layer, job.sel)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
-            job.kept.append(self.viewer.add_image(image,
-                                                  name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs))
+            self.viewer.add_image(image, name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs)
         if job.pbar is not None and self._job is job:
             job.pbar.update(snap.iteration - job.pbar.n)
 

@@ -36,13 +36,6 @@ class Layout:
         channels = shape.pop(self.channel_axis) if self.channel_axis is not None else 1
         return shape[-2], shape[-1], channels
 
-    @property
-    def n_planes(self) -> int:
-        shape = list(self.shape)
-        if self.channel_axis is not None:
-            shape.pop(self.channel_axis)
-        return int(np.prod(shape[:-2], dtype=np.int64))
-
 
 def check_image(image, channel_axis: int | None = None) -> tuple[np.ndarray, int | None]:
     """Validate an image and its channel axis.
