@@ -126,7 +126,7 @@ def _read_input(args) -> np.ndarray:
 
 
 def _split_alpha(image: np.ndarray, channel_axis, path: Path):
-    """PNG/TIFF RGBA: smooth the colour, keep alpha as it is."""
+    """PNG RGBA: smooth the colour, keep alpha as it is (a 4-channel TIFF is smoothed as 4 channels)."""
     if channel_axis is not None and image.shape[channel_axis] == 4 and path.suffix.lower() == ".png":
         colour = np.take(image, [0, 1, 2], axis=channel_axis)
         alpha = np.take(image, [3], axis=channel_axis)
