@@ -127,3 +127,15 @@ def test_console_script_demo(tmp_path):
     assert side.shape == (64, 4 * 64 + 3 * 4, 3)
     for name in ("input.png", "l0_only.png", "dip_l0.png", "ground_truth.png"):
         assert (tmp_path / name).is_file()
+
+
+
+def test_big_endian_uint16_writes_to_png(tmp_path):
+    from napari_dip_l0.core.imageio import check_writable, write_image
+
+    img = (np.random.default_rng(3).random((16, 18)) * 4000).astype(">u2")  # as some readers return it
+    check_writable(tmp_path / "out.png", img.dtype)
+    write_image(tmp_path / "out.png", img)
+    out = iio.imread(tmp_path / "out.png")
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, img.astype(np.uint16))

@@ -17,10 +17,7 @@ from skimage.color import rgb2gray
 from skimage.segmentation import slic
 from skimage.util import img_as_float
 
-__all__ = ["PHOTOS", "TEXTURES", "structure_image", "textured_image", "jpeg_compress", "cartoon_example"]
-
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "horse", "moon")
-TEXTURES = ("gravel", "grass", "brick")
+__all__ = ["structure_image", "textured_image", "jpeg_compress", "cartoon_example"]
 
 
 def _load(name: str, size: int, rgb: bool) -> np.ndarray:

@@ -52,7 +52,7 @@ def check_writable(path: str | os.PathLike, dtype) -> Path:
     """Raise ``ValueError``/``FileNotFoundError`` now if ``dtype`` data cannot be written to ``path``."""
     path = Path(path)
     suffix = _suffix(path)
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(dtype).newbyteorder("=")  # byte order is the writer's business, not the format's
     if suffix in PNG and dtype not in (np.uint8, np.uint16):
         raise ValueError(f"PNG holds uint8 or uint16, not {dtype}; write a .tif to keep the dtype")
     if suffix in JPEG and dtype != np.uint8:
@@ -70,6 +70,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """
     path = check_writable(path, image.dtype)
     suffix = path.suffix.lower()
+    image = image.astype(image.dtype.newbyteorder("="), copy=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
