@@ -48,11 +48,11 @@ def test_smooth_tif_keeps_dtype_and_saves_every(stack_tif, tmp_path):
     path, img = stack_tif
     out = tmp_path / "out.tif"
     rc = main(["smooth", str(path), "-o", str(out), "--iterations", "4", "--save-every", "2", "--quiet",
-               "--l0-solver", "fft", "--seed", "1"])
+               "--l0-solver", "fft", "--seed", "1", "--cold-start"])
     assert rc == 0
     res = tifffile.imread(out)
     assert res.shape == img.shape and res.dtype == np.uint16
-    # planes x iterations = 8 in all: snapshots at 2, 4, 6 (not the final one)
+    # cold start: planes x iterations = 8 in all: snapshots at 2, 4, 6 (not the final one)
     assert sorted(p.name for p in tmp_path.glob("out_iter*.tif")) == [
         "out_iter00002.tif", "out_iter00004.tif", "out_iter00006.tif"]
 

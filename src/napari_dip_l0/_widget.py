@@ -388,6 +388,8 @@ class DipL0Widget(Container):
         job.last = snap
         loss = f", loss {snap.losses['loss']:.2e}" if snap.losses else ""
         plane = f", plane {snap.plane + 1}/{snap.planes}" if snap.planes > 1 else ""
+        if snap.tiles > 1:
+            plane += f", tile {snap.tile + 1}/{snap.tiles}"
         self.status.value = f"iteration {snap.iteration}/{snap.total}{plane}{loss}, {snap.seconds:.1f} s"
         layer = job.layer
         if show:
@@ -406,6 +408,8 @@ class DipL0Widget(Container):
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
             self.viewer.add_image(image, name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs)
         if job.pbar is not None and self._job is job:
+            if job.pbar.total != snap.total:  # warm-started planes and tiles change the count
+                job.pbar.total = snap.total
             job.pbar.update(snap.iteration - job.pbar.n)
 
     def _on_finished(self):

@@ -1,4 +1,4 @@
-"""The ``dip-l0`` command line: smooth, deblock, l0 and demo."""
+"""The ``dip-l0`` command line: smooth, deblock, batch, l0, demo and gui."""
 
 from __future__ import annotations
 
@@ -84,9 +84,42 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         if mode == "smooth":
             p.add_argument("--l0-solver", choices=L0_SOLVERS, default="region_fusion", help="v-step solver")
+        p.add_argument("--tile-size", type=_int_at_least(64), default=None,
+                       help="planes with a side above this are processed in blended tiles (default 1024)")
+        p.add_argument("--cold-start", action="store_true",
+                       help="fit every plane of a stack afresh, with the full iterations (default: each plane "
+                            "starts from the previous one's network, with a third of them)")
         p.add_argument("--save-every", type=_nonneg_int, default=0, metavar="N",
                        help="also write the estimate every N iterations as OUTPUT_iterNNNNN.ext (0: never)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "batch", help="DIP-ℓ0 on many files (or planes) on dask.distributed; resumable",
+        description="Run DIP-ℓ0 on many files, or on the planes of stacks, as tasks on dask.distributed: a "
+                    "LocalCluster by default, an existing scheduler with --scheduler. Outputs already in OUTDIR are "
+                    "skipped, so rerunning an interrupted batch resumes it. A file that fails is reported and "
+                    "skipped. Exit status 0 when every input is done, 1 when some failed.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
+    p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--mode", choices=sorted(PRESETS), default="smooth", help="preset (default smooth)")
+    p.add_argument("--lam", type=_nonneg_float, default=None, help="ℓ0 weight on the [0, 1] scale (default: the preset's)")
+    p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations per plane (default: the preset's)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--channel-axis", type=_channel_axis, default="auto",
+                   help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto, on every worker")
+    p.add_argument("--tile-size", type=_int_at_least(64), default=None, help="tile side for large planes (default 1024)")
+    p.add_argument("--format", choices=["tif", "png", "jpg"], default=None,
+                   help="output file type (default: the input's)")
+    p.add_argument("--split-planes", action="store_true",
+                   help="one task per plane of a stack (parallel, but each plane starts cold instead of from the "
+                        "previous one)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="address of a running dask scheduler")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="LocalCluster worker processes (default: half the cores)")
+    p.add_argument("--threads-per-task", type=_positive_int, default=None,
+                   help="torch threads per task (default: a worker host's cores shared among its tasks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("l0", help="ℓ0 gradient smoothing alone (fast)", description="ℓ0 gradient smoothing alone.")
     io_args(p)
@@ -138,16 +171,18 @@ def _join_alpha(image: np.ndarray, alpha, channel_axis) -> np.ndarray:
     return image if alpha is None else np.concatenate([image, alpha], axis=channel_axis)
 
 
-def _progress(total: int, quiet: bool, desc: str):
+def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="it", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_dip(image, channel_axis, *, mode, lam, iterations, seed, device, l0_solver, quiet, on_snapshot=None):
+def _run_dip(image, channel_axis, *, mode, lam, iterations, seed, device, l0_solver, quiet, on_snapshot=None,
+             tile_size=None, warm_start=True):
     """Consume the DIP-ℓ0 generator with a progress bar; Ctrl-C keeps the estimate so far."""
     snapshots = iter_dip_l0(image, mode, lam=lam, iterations=iterations, channel_axis=channel_axis,
-                            seed=seed, device=device, l0_solver=l0_solver)
+                            seed=seed, device=device, l0_solver=l0_solver, tile_size=tile_size,
+                            warm_start=warm_start)
     last = None
     bar = None
     interrupted = False
@@ -157,7 +192,9 @@ def _run_dip(image, channel_axis, *, mode, lam, iterations, seed, device, l0_sol
                 bar = _progress(snap.total, quiet, f"DIP-ℓ0 {mode}")
             bar.update(snap.iteration - bar.n)
             if snap.losses:
-                bar.set_postfix(loss=f"{snap.losses['loss']:.2e}", plane=f"{snap.plane + 1}/{snap.planes}", refresh=False)
+                extra = {"tile": f"{snap.tile + 1}/{snap.tiles}"} if snap.tiles > 1 else {}
+                bar.set_postfix(loss=f"{snap.losses['loss']:.2e}", plane=f"{snap.plane + 1}/{snap.planes}", **extra,
+                                refresh=False)
             last = snap
             if on_snapshot is not None:
                 on_snapshot(snap)
@@ -184,7 +221,7 @@ def _cmd_dip(args) -> int:
     last, interrupted = _run_dip(
         colour, channel_axis, mode=args.command, lam=args.lam, iterations=args.iterations, seed=args.seed,
         device=args.device, l0_solver=getattr(args, "l0_solver", "region_fusion"), quiet=args.quiet,
-        on_snapshot=save_every,
+        on_snapshot=save_every, tile_size=args.tile_size, warm_start=not args.cold_start,
     )
     if last is None:
         raise CLIError("interrupted before the first estimate")
@@ -195,6 +232,38 @@ def _cmd_dip(args) -> int:
         return 130
     print(f"wrote {out} ({last.seconds:.1f} s)", file=sys.stderr)
     return 0
+
+
+def _cmd_batch(args) -> int:
+    from .batch import BatchOptions, find_inputs, plan, run_batch
+
+    if args.scheduler is not None and args.workers is not None:
+        raise CLIError("--workers sets up a local cluster; with --scheduler the cluster's own workers are used")
+    inputs = find_inputs(args.inputs)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    options = BatchOptions(mode=args.mode, lam=args.lam, iterations=args.iterations, seed=args.seed,
+                           channel_axis=args.channel_axis, device=args.device, tile_size=args.tile_size)
+    tasks, summary = plan(inputs, args.outdir, options=options, split_planes=args.split_planes, fmt=args.format)
+    if summary.skipped:
+        print(f"dip-l0: {len(summary.skipped)} output(s) already in {args.outdir}: skipped", file=sys.stderr)
+    bar = _progress(len(tasks), args.quiet or not tasks, "DIP-ℓ0 batch", unit="task")
+    code = 0
+    try:
+        if tasks:
+            for task, result in run_batch(tasks, options, summary, scheduler=args.scheduler, workers=args.workers,
+                                          threads_per_task=args.threads_per_task):
+                if task.plane is not None or task.planes == 1:
+                    bar.update(1)
+                if result["status"] == "failed":
+                    bar.write(f"dip-l0: failed: {task.input}: {result['message']}", file=sys.stderr)
+                bar.set_postfix(failed=len(summary.failed), refresh=False)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        bar.close()
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return code or (1 if summary.failed else 0)
 
 
 def _cmd_l0(args) -> int:
@@ -264,10 +333,11 @@ def _cmd_gui(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "l0": _cmd_l0, "demo": _cmd_demo, "gui": _cmd_gui}
+    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo,
+                "gui": _cmd_gui}
     try:
         return commands[args.command](args)
-    except (CLIError, ValueError, TypeError, OSError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"dip-l0: error: {first}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis:
         Same shape and dtype as ``image``, values within its range.
     """
     arr, channel_axis = check_image(image, channel_axis)
+    arr = np.asarray(arr)  # a dask array: ℓ0 smoothing alone is fast, and needs whole planes
     lam = check_lam(lam)
     if method not in L0_METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {L0_METHODS}")
@@ -65,6 +66,8 @@ def dip_l0_smooth(
     seed: int = 0,
     device: str = "auto",
     l0_solver: str = "region_fusion",
+    warm_start: bool = True,
+    tile_size: int | None = None,
 ) -> np.ndarray:
     """Edge-preserving smoothing by DIP-ℓ0 (deep image prior + ℓ0 gradient prior).
 
@@ -88,6 +91,13 @@ def dip_l0_smooth(
         'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda' or 'mps'.
     l0_solver : {'region_fusion', 'fft'}
         ℓ0 solver of the ADMM v-step.
+    warm_start : bool
+        Start each plane of a stack from the previous plane's network and
+        solver state, with a third of the iterations (see :func:`iter_dip_l0`).
+    tile_size : int, optional
+        Planes with a side above this (default 1024) are processed in
+        overlapping, seamlessly blended tiles, which bounds memory. A run that
+        would not fit in the available memory raises ``MemoryError`` first.
 
     Returns
     -------
@@ -101,7 +111,7 @@ def dip_l0_smooth(
     return _final(
         iter_dip_l0(
             image, "smooth", lam=lam, iterations=iterations, channel_axis=channel_axis,
-            seed=seed, device=device, l0_solver=l0_solver,
+            seed=seed, device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
         )
     )
 
@@ -114,6 +124,8 @@ def dip_l0_deblock(
     channel_axis: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    warm_start: bool = True,
+    tile_size: int | None = None,
 ) -> np.ndarray:
     """JPEG artifact removal by DIP-ℓ0, with defaults for heavy compression (quality ~10).
 
@@ -128,6 +140,6 @@ def dip_l0_deblock(
     return _final(
         iter_dip_l0(
             image, "deblock", lam=lam, iterations=iterations, channel_axis=channel_axis,
-            seed=seed, device=device,
+            seed=seed, device=device, warm_start=warm_start, tile_size=tile_size,
         )
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_image", "write_image", "check_writable", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
+__all__ = ["quiet_tifffile", "read_image", "write_image", "check_writable", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
 
 TIFF = (".tif", ".tiff")
 PNG = (".png",)
@@ -30,15 +32,35 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        if suffix in TIFF:
-            import tifffile
-
-            return tifffile.imread(path)
-        import imageio.v3 as iio
-
-        return np.asarray(iio.imread(path))
+        with quiet_tifffile():
+            image = _read(path, suffix)
     except Exception as exc:  # the readers raise many types for a damaged file
         raise ValueError(f"cannot read {path}: {exc}") from None
+    if image.size == 0:
+        raise ValueError(f"cannot read {path}: the file holds no image data")
+    return image
+
+
+@contextlib.contextmanager
+def quiet_tifffile():
+    """Silence tifffile's warnings: a damaged file gets one clear error from us, not a log line too."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _read(path: Path, suffix: str) -> np.ndarray:
+    if suffix in TIFF:
+        import tifffile
+
+        return tifffile.imread(path)
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path))
 
 
 def guess_channel_axis(image: np.ndarray) -> int | None:

@@ -1,0 +1,365 @@
+"""Batch DIP-ℓ0 over many files (or the planes of stacks) on dask.distributed.
+
+Each file, or with ``split_planes`` each plane of a stack, is one task. Work
+already on disk is skipped, so an interrupted batch resumes where it
+stopped: outputs are written atomically, and finished planes of a split
+stack are kept as ``.npy`` parts until the whole file is assembled. A file
+that cannot be read or processed is reported and skipped; the rest finish.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .core.imageio import JPEG, PNG, TIFF, check_writable, guess_channel_axis, quiet_tifffile, read_image, write_image
+from .core.layout import Layout, PlaneReader, assemble
+
+__all__ = ["BatchOptions", "Task", "Summary", "find_inputs", "plan", "run_batch", "local_cluster_size"]
+
+_SUPPORTED = TIFF + PNG + JPEG
+_PARTS = ".dip-l0-parts"
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What to run on every input (the CLI's options)."""
+
+    mode: str = "smooth"
+    lam: float | None = None
+    iterations: int | None = None
+    seed: int = 0
+    channel_axis: int | None | str = "auto"
+    device: str = "cpu"
+    tile_size: int | None = None
+    warm_start: bool = True
+
+
+@dataclass
+class Task:
+    """One unit of work: a whole file, or plane ``plane`` of a stack file."""
+
+    input: Path
+    output: Path
+    plane: int | None = None
+    planes: int = 1
+    part: Path | None = None  # where a finished plane waits for assembly
+
+
+@dataclass
+class Summary:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[Path, str] = field(default_factory=dict)
+    planes: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def planes_per_minute(self) -> float:
+        return 60.0 * self.planes / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"{len(self.done)} written, {len(self.skipped)} already there (skipped), {len(self.failed)} failed; "
+               f"{self.planes} planes in {self.seconds:.1f} s ({self.planes_per_minute:.1f} planes/minute)"]
+        out += [f"  failed: {path}: {why}" for path, why in self.failed.items()]
+        if self.interrupted:
+            out.append("  interrupted: run the same command again to resume")
+        return out
+
+
+def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the image files (.tif/.tiff/.png/.jpg) directly inside folders, sorted."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUPPORTED
+                            and not p.name.startswith("."))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    if not found:
+        raise ValueError("no input images found (looked for .tif, .tiff, .png, .jpg, .jpeg)")
+    return found
+
+
+def _output_path(path: Path, outdir: Path, fmt: str | None) -> Path:
+    suffix = path.suffix if fmt is None else "." + fmt.lstrip(".")
+    return outdir / (path.stem + suffix)
+
+
+def _stored_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype without reading pixels where the format allows (TIFF); else a full read."""
+    if path.suffix.lower() in TIFF:
+        import tifffile
+
+        try:
+            with quiet_tifffile(), tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                return tuple(series.shape), np.dtype(series.dtype)
+        except Exception as exc:  # tifffile raises many types for damaged files
+            raise ValueError(f"cannot read {path}: {exc}") from None
+    image = read_image(path)
+    return image.shape, image.dtype
+
+
+def _resolve_axis(shape: tuple[int, ...], requested) -> int | None:
+    if requested == "auto":
+        guess = guess_channel_axis(np.broadcast_to(np.zeros((), np.uint8), shape))
+        return None if guess is None else guess % len(shape)
+    if requested is None:
+        return None
+    if not -len(shape) <= requested < len(shape):
+        raise ValueError(f"channel_axis {requested} is out of range for shape {shape}")
+    return requested % len(shape)
+
+
+def _n_planes(shape: tuple[int, ...], axis: int | None) -> int:
+    dims = [s for ax, s in enumerate(shape) if ax != axis]
+    return int(np.prod(dims[:-2], dtype=np.int64)) if len(dims) > 2 else 1
+
+
+def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_planes: bool = False,
+         fmt: str | None = None) -> tuple[list[Task], Summary]:
+    """Tasks still to run, and a summary holding what is already done or cannot run.
+
+    Raises ``ValueError`` when two inputs would write the same output or an
+    output format cannot hold an input's dtype cannot be known until read.
+    """
+    summary = Summary()
+    tasks: list[Task] = []
+    seen: dict[Path, Path] = {}
+    for path in inputs:
+        out = _output_path(path, outdir, fmt)
+        if out in seen:
+            raise ValueError(f"{path} and {seen[out]} would both be written to {out}; rename one")
+        seen[out] = path
+        if out.resolve() == path.resolve():
+            raise ValueError(f"output {out} would overwrite its input; choose another output folder")
+        if out.exists():
+            summary.skipped.append(out)
+            continue
+        if not split_planes:
+            tasks.append(Task(path, out))
+            continue
+        try:
+            shape, dtype = _stored_shape(path)
+            check_writable(out, dtype)
+            n = _n_planes(shape, _resolve_axis(shape, options.channel_axis))
+        except (ValueError, TypeError, OSError) as exc:
+            summary.failed[path] = _first_line(exc)
+            continue
+        if n == 1:
+            tasks.append(Task(path, out))
+            continue
+        parts = _parts_dir(Task(path, out))
+        for p in range(n):
+            part = parts / f"plane_{p:06d}.npy"
+            if part.exists():
+                continue
+            tasks.append(Task(path, out, plane=p, planes=n, part=part))
+        if not any(t.output == out for t in tasks):  # every plane done: only the assembly is left
+            tasks.append(Task(path, out, plane=None, planes=n))
+    return tasks, summary
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_range=None) -> np.ndarray:
+    from .core.admm import iter_dip_l0
+
+    last = None
+    for last in iter_dip_l0(image, options.mode, lam=options.lam, iterations=options.iterations,
+                            channel_axis=channel_axis, seed=options.seed, device=options.device,
+                            tile_size=options.tile_size, warm_start=options.warm_start, data_range=data_range):
+        pass
+    return last.image
+
+
+def _split_alpha(image: np.ndarray, axis, path: Path):
+    if axis is not None and image.shape[axis] == 4 and path.suffix.lower() == ".png":
+        return np.take(image, [0, 1, 2], axis=axis), np.take(image, [3], axis=axis)
+    return image, None
+
+
+def process_file(task: Task, options: BatchOptions, threads: int | None = None) -> dict:
+    """Run one file, or one plane of a stack, and write its result atomically (runs on a worker).
+
+    Never raises: returns ``{"status": "done" | "failed", "message", "planes", "seconds"}``.
+    """
+    t0 = time.perf_counter()
+    try:
+        _set_threads(threads)
+        image = read_image(task.input)
+        check_writable(task.output, image.dtype)
+        axis = _resolve_axis(image.shape, options.channel_axis)
+        if task.plane is None:
+            colour, alpha = _split_alpha(image, axis, task.input)
+            result = _run_image(colour, axis, options)
+            if alpha is not None:
+                result = np.concatenate([result, alpha], axis=axis)
+            write_image(task.output, result)
+            planes = _n_planes(image.shape, axis)
+        else:
+            reader = PlaneReader(image, axis)  # the whole stack's range, so every plane means the same
+            lo, hi = reader.layout.lo, reader.layout.hi
+            plane = reader.raw(task.plane)
+            result = plane.copy() if not hi > lo else _run_image(plane, -1, options, (lo, hi))
+            _save_part(task.part, result)
+            planes = 1
+        return {"status": "done", "message": "", "planes": planes, "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # one bad file must not stop the batch
+        return {"status": "failed", "message": _first_line(exc), "planes": 0, "seconds": time.perf_counter() - t0}
+
+
+def _save_part(path: Path, plane: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".part.", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, plane)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def assemble_parts(task: Task, options: BatchOptions) -> None:
+    """Write a split stack's output from its finished planes, then drop the parts (runs on the client)."""
+    shape, dtype = _stored_shape(task.input)
+    axis = _resolve_axis(shape, options.channel_axis)
+    parts = _parts_dir(task)
+    planes = np.stack([np.load(parts / f"plane_{p:06d}.npy") for p in range(task.planes)])
+    layout = Layout(tuple(shape), np.dtype(dtype), axis, 0.0, 1.0)
+    write_image(task.output, assemble(planes, layout))
+    shutil.rmtree(parts, ignore_errors=True)
+    try:
+        parts.parent.rmdir()  # the parts folder, once no other stack uses it
+    except OSError:
+        pass
+
+
+def _parts_dir(task: Task) -> Path:
+    return task.output.parent / _PARTS / task.output.name
+
+
+def local_cluster_size(workers: int | None) -> tuple[int, int]:
+    """(workers, torch threads per task) for a LocalCluster on this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, cores // 2) if workers is None else workers
+    return workers, max(1, cores // workers)
+
+
+def _thread_plan(client) -> dict[str, int]:
+    """Torch threads per task on each worker: its host's cores shared among that host's worker threads."""
+    info = client.scheduler_info()["workers"]
+    cores = client.run(lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    per_host: dict[str, int] = {}
+    for w in info.values():
+        per_host[w["host"]] = per_host.get(w["host"], 0) + w["nthreads"]
+    return {addr: max(1, cores.get(addr, 1) // per_host[w["host"]]) for addr, w in info.items()}
+
+
+def _task_on_worker(task: Task, options: BatchOptions, plan_: dict[str, int], fixed: int | None) -> dict:
+    from distributed import get_worker
+
+    threads = fixed or plan_.get(get_worker().address, 1)
+    return process_file(task, options, threads)
+
+
+def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, scheduler: str | None = None,
+              workers: int | None = None, threads_per_task: int | None = None) -> Iterator[tuple[Task, dict]]:
+    """Run ``tasks`` on dask.distributed, yielding (task, result) as each finishes; fills ``summary``.
+
+    A LocalCluster of ``workers`` single-threaded processes (default: half the
+    cores) when ``scheduler`` is None, else the scheduler at that address.
+    """
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ImportError("batch runs need dask.distributed: pip install 'napari-dip-l0[batch]'") from None
+    import logging
+
+    t0 = time.perf_counter()
+    cluster = None
+    if scheduler is None:
+        n, threads = local_cluster_size(workers)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+        fixed = threads_per_task or threads
+    else:
+        client = Client(scheduler, timeout="20s")
+        fixed = threads_per_task
+    try:
+        plan_ = {} if fixed else _thread_plan(client)
+        runs = [t for t in tasks if not (t.plane is None and t.planes > 1)]
+        left: dict[Path, int] = {}
+        for t in runs:
+            if t.plane is not None:
+                left[t.output] = left.get(t.output, 0) + 1
+        # pure=False: a rerun must really run, not be served from the scheduler's memory
+        futures = {client.submit(_task_on_worker, t, options, plan_, fixed, pure=False, retries=0): t for t in runs}
+        for t in tasks:  # stacks whose planes all finished in an earlier run
+            if t not in runs:
+                yield t, _assemble_result(t, options, summary)
+        for fut in as_completed(futures):
+            task = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:  # a worker died (out of memory, killed)
+                result = {"status": "failed", "message": f"worker lost: {_first_line(exc)}", "planes": 0,
+                          "seconds": 0.0}
+            _record(summary, task, result)
+            yield task, result
+            if task.plane is not None:
+                left[task.output] -= 1
+                if left[task.output] == 0 and task.input not in summary.failed:
+                    _assemble_result(Task(task.input, task.output, None, task.planes), options, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        summary.seconds = time.perf_counter() - t0
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _assemble_result(task: Task, options: BatchOptions, summary: Summary) -> dict:
+    try:
+        assemble_parts(task, options)
+        result = {"status": "done", "message": "", "planes": 0, "seconds": 0.0}
+    except Exception as exc:
+        result = {"status": "failed", "message": f"assembling planes: {_first_line(exc)}", "planes": 0,
+                  "seconds": 0.0}
+    _record(summary, task, result)
+    return result
+
+
+def _record(summary: Summary, task: Task, result: dict) -> None:
+    if result["status"] == "failed":
+        summary.failed.setdefault(task.input, result["message"])
+    else:
+        summary.planes += result["planes"]
+        if (task.plane is None) and task.output.exists() and task.output not in summary.done:
+            summary.done.append(task.output)

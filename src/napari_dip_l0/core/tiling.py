@@ -1,0 +1,129 @@
+"""Tiles with overlap, seamless blending weights, and a memory estimate.
+
+A large plane is fitted tile by tile, each tile a full DIP-ℓ0 run, so the
+network's memory depends on the tile size and not on the image. Tiles overlap
+and are blended with weights that ramp linearly across the overlap, so two
+tiles' slightly different solutions meet without a visible seam.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+
+from .network import padded_size
+from .presets import Preset
+
+__all__ = ["DEFAULT_TILE_SIZE", "DEFAULT_OVERLAP", "check_tiling", "tile_grid", "blend_weights",
+           "estimate_memory", "available_memory", "format_bytes"]
+
+#: Planes with a side above this are tiled unless told otherwise; 1024² RGB
+#: peaks near 2.3 GiB at width 16 (benchmarks/speed.py --scaling).
+DEFAULT_TILE_SIZE = 1024
+#: Overlap of neighbouring tiles in pixels: well beyond the reach of the
+#: blocky boundary effects of the FFT warm start and Region Fusion.
+DEFAULT_OVERLAP = 64
+_MIN_TILE = 64
+
+
+def check_tiling(tile_size, overlap) -> tuple[int, int]:
+    """Validate ``tile_size`` (None: the default) and ``overlap``; return ints."""
+    if tile_size is None:
+        tile_size = DEFAULT_TILE_SIZE
+    for name, value in (("tile_size", tile_size), ("tile_overlap", overlap)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    if tile_size < _MIN_TILE:
+        raise ValueError(f"tile_size must be at least {_MIN_TILE} pixels, got {tile_size}")
+    if not 0 <= overlap < tile_size // 2:
+        raise ValueError(f"tile_overlap must be at least 0 and below tile_size/2 ({tile_size // 2}), got {overlap}")
+    return int(tile_size), int(overlap)
+
+
+def _axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Equal tiles of side <= ``tile`` covering ``length``, neighbours sharing >= ``overlap`` pixels."""
+    if length <= tile:
+        return [(0, length)]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    side = math.ceil((length + (n - 1) * overlap) / n)
+    starts = [round(i * (length - side) / (n - 1)) for i in range(n)]
+    return [(s, s + side) for s in starts]
+
+
+def tile_grid(height: int, width: int, tile_size: int, overlap: int) -> list[tuple[slice, slice]]:
+    """Windows (rows, cols) of equal-sized tiles covering a ``height`` x ``width`` plane."""
+    return [
+        (slice(y0, y1), slice(x0, x1))
+        for y0, y1 in _axis_tiles(height, tile_size, overlap)
+        for x0, x1 in _axis_tiles(width, tile_size, overlap)
+    ]
+
+
+def _ramp(start: int, stop: int, length: int, overlap: int) -> np.ndarray:
+    n = stop - start
+    w = np.ones(n, np.float32)
+    if overlap:
+        edge = (np.arange(min(overlap, n), dtype=np.float32) + 0.5) / overlap
+        if start > 0:
+            w[: edge.size] = np.minimum(w[: edge.size], edge)
+        if stop < length:
+            w[n - edge.size:] = np.minimum(w[n - edge.size:], edge[::-1])
+    return w
+
+
+def blend_weights(window: tuple[slice, slice], height: int, width: int, overlap: int) -> np.ndarray:
+    """Weights (h, w) of one tile: 1 inside, ramping down towards edges shared with another tile."""
+    rows, cols = window
+    return np.outer(_ramp(rows.start, rows.stop, height, overlap), _ramp(cols.start, cols.stop, width, overlap))
+
+
+# Peak bytes per pixel of the network's padded input for one fit, measured with
+# ru_maxrss on CPU float32 (network activations and gradients, Adam, ADMM
+# tensors, Region Fusion): at 1024², 1.64-1.82 kB at width 16 and 2.35-2.58 kB
+# at width 32 (1 and 3 channels), plus fixed costs that dominate small tiles.
+_BYTES_PER_PIXEL = 1100.0
+_BYTES_PER_PIXEL_PER_WIDTH = 48.0
+_FIXED = 150 * 1024**2
+
+
+def estimate_memory(shape: tuple[int, ...], channel_axis: int | None, itemsize: int, preset: Preset,
+                    tile_size: int, overlap: int) -> int:
+    """Bytes a run needs beyond the Python process itself (an estimate, for refusing early).
+
+    The output buffer (input-sized), the float working copies of one plane,
+    and one tile's network fit.
+    """
+    dims = [s for ax, s in enumerate(shape) if ax != channel_axis]
+    h, w = dims[-2], dims[-1]
+    c = shape[channel_axis] if channel_axis is not None else 1
+    n = int(np.prod(dims[:-2], dtype=np.int64))
+    ty = _axis_tiles(h, tile_size, overlap)[0]
+    tx = _axis_tiles(w, tile_size, overlap)[0]
+    tile_px = padded_size(ty[1] - ty[0], preset.depth) * padded_size(tx[1] - tx[0], preset.depth)
+    fit = _FIXED + tile_px * (_BYTES_PER_PIXEL + _BYTES_PER_PIXEL_PER_WIDTH * preset.width)
+    output = n * h * w * c * itemsize
+    # normalised plane, blend accumulator and weights, and a float64 render of a snapshot
+    plane = h * w * (c * (4 + 4 + 8) + 4)
+    return int(fit + output + plane)
+
+
+def available_memory() -> int | None:
+    """Physical memory available now, in bytes (None where the system does not say)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
