@@ -10,13 +10,15 @@ Protocol: every method gets one parameter for the whole set, the best mean PSNR
 over its grid on the tuning half (which holds the images the presets were tuned
 on); the table reports the other half. DIP-ℓ0 rows use the presets the API ships.
 Plain DIP and DIP-TV choose their stopping iteration from the grid too (generous
-to them). Writes quality_<set>.md and quality.png under --out; --readme puts the
-tables into README.md between its quality markers.
+to them). Writes quality_<set>.md and quality_<set>.png under --out; --readme
+puts each table into README.md between its set's markers and copies the figure
+to docs/.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -201,25 +203,23 @@ def main() -> None:
     size = 128 if args.quick else args.size
     args.out.mkdir(parents=True, exist_ok=True)
     kinds = ["smooth", "deblock"] if args.set == "both" else [args.set]
-    results, tables = {}, []
     for kind in kinds:
         print(f"{kind}:", flush=True)
         rows, crops, curves, report = evaluate(kind, size, args.quick)
-        results[kind] = (rows, crops, curves, report)
         text = table(kind, rows, len(report), size)
         (args.out / f"quality_{kind}.md").write_text(text + "\n")
-        tables.append(text)
         print("\n" + text + "\n", flush=True)
-    figure(args.out / "quality.png", results)
-    if args.readme:
-        readme = Path("README.md")
-        body = readme.read_text()
-        begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
-        if begin in body and end in body:
-            head, rest = body.split(begin, 1)
-            _, tail = rest.split(end, 1)
-            readme.write_text(head + begin + "\n" + "\n\n".join(tables) + "\n" + end + tail)
-
+        fig = args.out / f"quality_{kind}.png"
+        figure(fig, {kind: (rows, crops, curves, report)})
+        if args.readme:  # each set has its own section, so the sets can be run separately
+            readme = Path("README.md")
+            body = readme.read_text()
+            begin, end = f"<!-- quality:{kind}:begin -->", f"<!-- quality:{kind}:end -->"
+            if begin in body and end in body:
+                head, rest = body.split(begin, 1)
+                _, tail = rest.split(end, 1)
+                readme.write_text(head + begin + "\n" + text + "\n" + end + tail)
+            shutil.copyfile(fig, Path("docs") / fig.name)
 
 if __name__ == "__main__":
     main()

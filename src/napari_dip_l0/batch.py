@@ -263,9 +263,19 @@ def _parts_dir(task: Task) -> Path:
 
 
 def local_cluster_size(workers: int | None) -> tuple[int, int]:
-    """(workers, torch threads per task) for a LocalCluster on this machine's cores."""
+    """(workers, torch threads per task) for a LocalCluster on this machine's cores.
+
+    By default one single-threaded worker per core: separate processes beat
+    torch threads for throughput (benchmarks/batch.py: 2 workers x 1 thread
+    did 1.6x the planes per minute of 1 worker x 2 threads), as many as fit
+    at about 2 GiB each.
+    """
+    from .core.tiling import available_memory
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, cores // 2) if workers is None else workers
+    if workers is None:
+        avail = available_memory()
+        workers = cores if avail is None else max(1, min(cores, avail // (2 * 1024**3)))
     return workers, max(1, cores // workers)
 
 
@@ -290,8 +300,8 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
               workers: int | None = None, threads_per_task: int | None = None) -> Iterator[tuple[Task, dict]]:
     """Run ``tasks`` on dask.distributed, yielding (task, result) as each finishes; fills ``summary``.
 
-    A LocalCluster of ``workers`` single-threaded processes (default: half the
-    cores) when ``scheduler`` is None, else the scheduler at that address.
+    A LocalCluster of ``workers`` processes (default: :func:`local_cluster_size`)
+    when ``scheduler`` is None, else the scheduler at that address.
     """
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -302,9 +312,16 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
     t0 = time.perf_counter()
     cluster = None
     if scheduler is None:
+        import dask
+
         n, threads = local_cluster_size(workers)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        # dask's default worker environment (malloc trimmed at 64 kB, OpenMP sized for one thread)
+        # made a 1-worker batch 1.8x slower, with 15x the system time (benchmarks/batch.py).
+        environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                   "OPENBLAS_NUM_THREADS": "1"}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
         client = Client(cluster)
         fixed = threads_per_task or threads
     else:

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                         "previous one)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="address of a running dask scheduler")
     p.add_argument("--workers", type=_positive_int, default=None,
-                   help="LocalCluster worker processes (default: half the cores)")
+                   help="LocalCluster worker processes (default: one per core, as memory allows)")
     p.add_argument("--threads-per-task", type=_positive_int, default=None,
                    help="torch threads per task (default: a worker host's cores shared among its tasks)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,7 +24,8 @@ import torch
 
 from .l0 import fft_l0, region_fusion
 from .layout import PlaneReader, check_data_range, check_image, check_lam, check_positive_int
-from .tiling import DEFAULT_OVERLAP, available_memory, blend_weights, check_tiling, estimate_memory, format_bytes, tile_grid
+from .tiling import (DEFAULT_OVERLAP, available_memory, blend_weights, check_tiling, estimate_memory, format_bytes,
+                     tile_grid)
 from .network import SkipNet, make_input, padded_size
 from .presets import Preset, get_preset
 
@@ -138,7 +139,7 @@ def iter_dip_l0(
     image : array_like
         2-D image, optionally with a channel axis and leading axes (Z, T, ...)
         that are processed plane by plane. Any real dtype. A dask array is
-        read one plane (or tile) at a time.
+        read one plane at a time.
     mode : {'smooth', 'deblock'}
         Which shipped preset to start from.
     lam : float, optional
@@ -157,8 +158,9 @@ def iter_dip_l0(
     preset : Preset, optional
         Full settings; overrides ``mode`` (``lam`` and ``iterations`` still apply).
     warm_start : bool
-        Start each plane (and tile) after the first from the previous one's
-        network weights, optimiser state and ADMM dual, instead of afresh.
+        Start each plane after the first from the previous plane's network
+        weights, optimiser state and ADMM dual (tile by tile: each tile from
+        the same tile of the previous plane), instead of afresh.
     warm_iterations : int, optional
         Iterations of each warm-started plane or tile; ``None`` takes the
         preset's ``warm_fraction`` of ``iterations``.
@@ -170,8 +172,8 @@ def iter_dip_l0(
         Pixels shared by neighbouring tiles, blended linearly.
     max_memory : int, optional
         Bytes the run may use; ``None`` takes the memory the system reports
-        as available. A run whose estimate (:func:`estimate_memory`) exceeds
-        it is refused with a ``MemoryError`` before any work.
+        as available. A run whose estimate (:func:`.tiling.estimate_memory`)
+        exceeds it is refused with a ``MemoryError`` before any work.
     data_range : (float, float), optional
         Intensities mapped to 0 and 1, and the range of the result (values
         outside it are clipped). ``None`` takes the image's own minimum and
@@ -297,19 +299,22 @@ class _Mosaic:
     def __init__(self, plane: np.ndarray, windows, overlap: int):
         self.plane = plane
         self.windows = windows
-        h, w = plane.shape[:2]
+        self.overlap = overlap
         self.single = len(windows) == 1
         if not self.single:
             self.acc = np.zeros_like(plane)
-            self.wsum = np.zeros((h, w, 1), np.float32)
-            self.weights = [blend_weights(win, h, w, overlap)[..., None] for win in windows]
+            self.wsum = np.zeros((*plane.shape[:2], 1), np.float32)
         self.last: np.ndarray | None = None
+
+    def _weights(self, t: int) -> np.ndarray:
+        h, w = self.plane.shape[:2]
+        return blend_weights(self.windows[t], h, w, self.overlap)[..., None]
 
     def add(self, t: int, est: np.ndarray) -> None:
         if self.single:
             self.last = est
             return
-        win, wt = self.windows[t], self.weights[t]
+        win, wt = self.windows[t], self._weights(t)
         self.acc[win] += wt * est
         self.wsum[win] += wt
 
@@ -324,7 +329,7 @@ class _Mosaic:
         if self.single:
             return est
         acc, wsum = self.acc.copy(), self.wsum.copy()
-        win, wt = self.windows[t], self.weights[t]
+        win, wt = self.windows[t], self._weights(t)
         acc[win] += wt * est
         wsum[win] += wt
         return self._blend(acc, wsum)

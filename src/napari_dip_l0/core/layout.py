@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Layout", "PlaneReader", "assemble", "check_image", "check_data_range", "check_lam", "check_positive_int", "is_lazy", "to_planes", "from_planes",
+    "Layout", "PlaneReader", "assemble", "check_image", "check_data_range", "check_lam", "check_positive_int",
+    "is_lazy", "to_planes", "from_planes",
 ]
 
 
@@ -139,20 +140,9 @@ def to_planes(arr: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, La
 
 def from_planes(planes: np.ndarray, layout: Layout) -> np.ndarray:
     """Map float planes on [0, 1] back to the caller's dtype, range and axes."""
-    h, w, c = layout.plane_shape
     if layout.constant:
         return np.full(layout.shape, layout.lo, dtype=layout.dtype)
-    values = np.clip(np.asarray(planes, np.float64), 0.0, 1.0) * (layout.hi - layout.lo) + layout.lo
-    if layout.dtype.kind in "iu":
-        values = np.rint(values)
-    # Clipping to the input's range also keeps integer casts in bounds.
-    np.clip(values, layout.lo, layout.hi, out=values)
-    shape = list(layout.shape)
-    if layout.channel_axis is not None:
-        shape.pop(layout.channel_axis)
-    out = values.reshape(*shape, c)
-    out = np.moveaxis(out, -1, layout.channel_axis) if layout.channel_axis is not None else out[..., 0]
-    return np.ascontiguousarray(out).astype(layout.dtype, copy=False)
+    return assemble(_to_dtype(planes, layout), layout)
 
 
 def _to_dtype(values: np.ndarray, layout: Layout) -> np.ndarray:

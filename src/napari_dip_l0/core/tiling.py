@@ -107,6 +107,8 @@ def estimate_memory(shape: tuple[int, ...], channel_axis: int | None, itemsize: 
     output = n * h * w * c * itemsize
     # normalised plane, blend accumulator and weights, and a float64 render of a snapshot
     plane = h * w * (c * (4 + 4 + 8) + 4)
+    if n > 1:  # warm starts keep each tile position's ADMM dual (float32, overlaps counted twice)
+        plane += 2 * h * w * c * 4
     return int(fit + output + plane)
 
 
