@@ -105,7 +105,13 @@ def methods(kind: str, quick: bool) -> dict:
     if kind == "deblock":
         import bm3d
 
-        found["BM3D"] = (simple(lambda f, p: bm3d.bm3d_rgb(f, p)), [0.02, 0.04, 0.08])
+        def bm3d_any(f, sigma):
+            # bm3d_rgb's colour transform divides by the chroma range: NaN for grey pictures stored as RGB.
+            if np.ptp(f, axis=-1).max() == 0:
+                return np.repeat(bm3d.bm3d(f[..., 0], sigma)[..., None], 3, axis=-1)
+            return bm3d.bm3d_rgb(f, sigma)
+
+        found["BM3D"] = (simple(bm3d_any), [0.02, 0.04, 0.08, 0.12, 0.16, 0.24])
     shipped = get_preset(kind)
     if kind == "smooth":
         found["DIP-ℓ0, FFT v-step (preset)"] = dip_runs(shipped, [shipped.iterations], solver="fft")
@@ -122,10 +128,12 @@ def curve(run, iterations: int, observed, truth, every: int = 10):
             if snap.iteration and (snap.iteration % every == 0 or snap.done)]  # 0 is the ℓ0 preview
 
 
-def evaluate(kind: str, size: int, quick: bool):
+def evaluate(kind: str, size: int, quick: bool, only: list[str] | None = None):
     tune, report = build_set(kind, size, quick)
     rows, crops, curves = [], {}, {}
     for name, (run, grid) in methods(kind, quick).items():
+        if only and name not in only:
+            continue
         scores = np.zeros(len(grid))
         for _, observed, truth in tune:
             scores += [psnr(truth, img) for img, _ in run(observed, grid)]
@@ -145,6 +153,18 @@ def evaluate(kind: str, size: int, quick: bool):
         print(f"  {name:<40} param {grid[best]!s:<6} PSNR {rows[-1]['psnr']:.2f}  SSIM {rows[-1]['ssim']:.4f}  "
               f"{rows[-1]['seconds']:.1f} s", flush=True)
     return rows, crops, curves, report
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a table written by :func:`table` (to rerun some methods and keep the others)."""
+    rows = []
+    for line in path.read_text().splitlines()[4:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5:
+            param = None if cells[1] == "—" else cells[1]
+            rows.append({"method": cells[0], "param": param, "psnr": float(cells[2]), "ssim": float(cells[3]),
+                         "seconds": float(cells[4])})
+    return rows
 
 
 def table(kind: str, rows, n_report: int, size: int) -> str:
@@ -198,6 +218,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--only", nargs="+", metavar="METHOD", default=None,
+                        help="rerun just these methods (table names, e.g. BM3D) and merge them into the "
+                             "last full run's table under --out; the figure is left as it is")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = 128 if args.quick else args.size
@@ -205,12 +228,17 @@ def main() -> None:
     kinds = ["smooth", "deblock"] if args.set == "both" else [args.set]
     for kind in kinds:
         print(f"{kind}:", flush=True)
-        rows, crops, curves, report = evaluate(kind, size, args.quick)
+        rows, crops, curves, report = evaluate(kind, size, args.quick, args.only)
+        saved = args.out / f"quality_{kind}.md"
+        if args.only:  # rerun some methods, keep the other rows of the last full run
+            names = {r["method"] for r in rows}
+            rows = [r for r in read_rows(saved) if r["method"] not in names] + rows
         text = table(kind, rows, len(report), size)
-        (args.out / f"quality_{kind}.md").write_text(text + "\n")
+        saved.write_text(text + "\n")
         print("\n" + text + "\n", flush=True)
         fig = args.out / f"quality_{kind}.png"
-        figure(fig, {kind: (rows, crops, curves, report)})
+        if not args.only:
+            figure(fig, {kind: (rows, crops, curves, report)})
         if args.readme:  # each set has its own section, so the sets can be run separately
             readme = Path("README.md")
             body = readme.read_text()
@@ -219,7 +247,8 @@ def main() -> None:
                 head, rest = body.split(begin, 1)
                 _, tail = rest.split(end, 1)
                 readme.write_text(head + begin + "\n" + text + "\n" + end + tail)
-            shutil.copyfile(fig, Path("docs") / fig.name)
+            if not args.only:
+                shutil.copyfile(fig, Path("docs") / fig.name)
 
 if __name__ == "__main__":
     main()

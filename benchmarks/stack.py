@@ -67,15 +67,16 @@ def main() -> None:
     cold = curves(noisy, gt, args.every, warm_start=False)
     warm = curves(noisy, gt, args.every, warm_start=True, warm_iterations=its)
     print(f"{args.planes} planes of {args.size}² RGB, preset 'smooth' ({its} iterations), PSNR every {args.every}\n")
-    print("| plane | input | cold @0 | cold @%d | warm @0 | warm @%d | warm best | warm iterations to cold @%d |"
-          % (its, its, its))
-    print("|---|---|---|---|---|---|---|---|")
+    default = max(1, round(PRESETS["smooth"].warm_fraction * its))
+    default -= default % args.every  # the nearest recorded iteration at or below it
+    print(f"| plane | input | cold @{its} | warm @{default} (the default's count) | warm @{its} | warm best "
+          f"| warm iterations to cold @{its} |")
+    print("|---|---|---|---|---|---|---|")
     for p in range(args.planes):
         target = cold[p][its]
         reach = first_reaching(warm[p], target)
-        print(f"| {p} | {psnr(gt[p], noisy[p], data_range=1.0):.2f} | {cold[p][0]:.2f} | {target:.2f} | "
-              f"{warm[p][0]:.2f} | {warm[p][its]:.2f} | {max(warm[p].values()):.2f} | "
-              f"{reach if reach is not None else 'not reached'} |")
+        print(f"| {p} | {psnr(gt[p], noisy[p], data_range=1.0):.2f} | {target:.2f} | {warm[p][default]:.2f} | "
+              f"{warm[p][its]:.2f} | {max(warm[p].values()):.2f} | {reach if reach is not None else 'not reached'} |")
     for p in range(1, args.planes):
         print(f"plane {p} warm curve: " + " ".join(f"{k}:{v:.2f}" for k, v in sorted(warm[p].items()) if k % 25 == 0))
         print(f"plane {p} cold curve: " + " ".join(f"{k}:{v:.2f}" for k, v in sorted(cold[p].items()) if k % 25 == 0))

@@ -145,3 +145,36 @@ def test_batch_input_errors(inputs, tmp_path, capsys):
     assert main(["batch", str(src), "-o", str(tmp_path / "o"), "--workers", "2", "--scheduler", "tcp://x:1",
                  *ITS]) == 2
     assert os.path.isdir(tmp_path / "o") is False or not os.listdir(tmp_path / "o")
+
+
+def test_batch_interrupted_then_resumed(inputs, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, images = inputs
+    files = [str(src / n) for n in ("rgb0.png", "rgb1.png")]
+    for i in range(2, 5):  # more files, so the run is still busy when interrupted
+        iio.imwrite(src / f"rgb{i}.png", images["rgb0.png"][::-1])
+        files.append(str(src / f"rgb{i}.png"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "napari_dip_l0.cli", "batch", *files, "-o", str(out), "--workers", "1",
+           "--iterations", "60", "--quiet"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "batch ended before writing anything"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    written = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert 1 <= len(written) < 5
+    rc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rc.returncode == 0, rc.stderr
+    assert f"{len(written)} already there" in rc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"rgb{i}.png" for i in range(5)]
+    for name, mtime in written.items():
+        assert (out / name).stat().st_mtime_ns == mtime  # not redone

@@ -160,6 +160,9 @@ def test_all_planes_and_current_plane(qtbot, viewer, widget):
     _run(qtbot, widget, iterations=3, planes="all planes")
     out = viewer.layers["stack · DIP-ℓ0"]
     assert out.data.shape == stack.shape and out.data.dtype == stack.dtype
+    meta = out.metadata["dip_l0"]
+    # Plane 2 warm-starts from plane 1 with a third of the iterations (at least one).
+    assert meta["iterations_done"] == 3 + 1 and not meta["stopped_early"]
     viewer.layers.remove(out)
 
     viewer.dims.set_current_step(0, 1)

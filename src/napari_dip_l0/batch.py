@@ -55,6 +55,8 @@ class Task:
 
 @dataclass
 class Summary:
+    """Outcome of a batch: outputs written, outputs found already there, failures with their reason."""
+
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
@@ -133,7 +135,8 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
     """Tasks still to run, and a summary holding what is already done or cannot run.
 
     Raises ``ValueError`` when two inputs would write the same output or an
-    output format cannot hold an input's dtype cannot be known until read.
+    output would overwrite its input. With ``split_planes``, stacks whose
+    header cannot be read are put in the summary as failed.
     """
     summary = Summary()
     tasks: list[Task] = []
