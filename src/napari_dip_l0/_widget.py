@@ -20,6 +20,7 @@ from qtpy.QtWidgets import QWidget
 from . import __version__
 from .core.admm import L0_SOLVERS, iter_dip_l0
 from .core.api import L0_METHODS, l0_smooth
+from .core.layout import n_planes
 from .core.presets import PRESETS
 
 MODES = {"edge-preserving smoothing": "smooth", "JPEG deblocking": "deblock"}
@@ -356,7 +357,7 @@ class DipL0Widget(Container):
                     last_render = now
                 yield snap, image, show, keep
 
-        total = job.params["iterations"] * _n_planes(sel.data, sel.channel_axis)
+        total = job.params["iterations"] * n_planes(sel.data.shape, sel.channel_axis)
         job.pbar = progress(total=total, desc=f"DIP-ℓ0 {layer.name}")
         # Errors are reported by _on_error as a notification, not re-raised.
         worker = self.worker = create_worker(work, _ignore_errors=True)
@@ -471,11 +472,6 @@ def _provenance(job: _Job, snap) -> dict:
         "stopped_early": not snap.done,
         "version": __version__,
     }
-
-
-def _n_planes(data: np.ndarray, channel_axis: int | None) -> int:
-    spatial = 3 if channel_axis is not None else 2
-    return int(np.prod(data.shape[:-spatial], dtype=np.int64)) if data.ndim > spatial else 1
 
 
 L0Method = Enum("L0Method", {name: name for name in L0_METHODS})

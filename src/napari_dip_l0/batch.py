@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.imageio import JPEG, PNG, TIFF, check_writable, guess_channel_axis, quiet_tifffile, read_image, write_image
-from .core.layout import Layout, PlaneReader, assemble
+from .core.imageio import (JPEG, PNG, TIFF, check_writable, guess_channel_axis, join_alpha, quiet_tifffile,
+                           read_image, split_png_alpha, write_image)
+from .core.layout import Layout, PlaneReader, assemble, n_planes
 
 __all__ = ["BatchOptions", "Task", "Summary", "find_inputs", "plan", "run_batch", "local_cluster_size"]
 
@@ -125,11 +126,6 @@ def _resolve_axis(shape: tuple[int, ...], requested) -> int | None:
     return requested % len(shape)
 
 
-def _n_planes(shape: tuple[int, ...], axis: int | None) -> int:
-    dims = [s for ax, s in enumerate(shape) if ax != axis]
-    return int(np.prod(dims[:-2], dtype=np.int64)) if len(dims) > 2 else 1
-
-
 def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_planes: bool = False,
          fmt: str | None = None) -> tuple[list[Task], Summary]:
     """Tasks still to run, and a summary holding what is already done or cannot run.
@@ -157,7 +153,7 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
         try:
             shape, dtype = _stored_shape(path)
             check_writable(out, dtype)
-            n = _n_planes(shape, _resolve_axis(shape, options.channel_axis))
+            n = n_planes(shape, _resolve_axis(shape, options.channel_axis))
         except (ValueError, TypeError, OSError) as exc:
             summary.failed[path] = _first_line(exc)
             continue
@@ -198,12 +194,6 @@ def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_rang
     return last.image
 
 
-def _split_alpha(image: np.ndarray, axis, path: Path):
-    if axis is not None and image.shape[axis] == 4 and path.suffix.lower() == ".png":
-        return np.take(image, [0, 1, 2], axis=axis), np.take(image, [3], axis=axis)
-    return image, None
-
-
 def process_file(task: Task, options: BatchOptions, threads: int | None = None) -> dict:
     """Run one file, or one plane of a stack, and write its result atomically (runs on a worker).
 
@@ -216,12 +206,9 @@ def process_file(task: Task, options: BatchOptions, threads: int | None = None) 
         check_writable(task.output, image.dtype)
         axis = _resolve_axis(image.shape, options.channel_axis)
         if task.plane is None:
-            colour, alpha = _split_alpha(image, axis, task.input)
-            result = _run_image(colour, axis, options)
-            if alpha is not None:
-                result = np.concatenate([result, alpha], axis=axis)
-            write_image(task.output, result)
-            planes = _n_planes(image.shape, axis)
+            colour, alpha = split_png_alpha(image, axis, task.input)
+            write_image(task.output, join_alpha(_run_image(colour, axis, options), alpha, axis))
+            planes = n_planes(image.shape, axis)
         else:
             reader = PlaneReader(image, axis)  # the whole stack's range, so every plane means the same
             lo, hi = reader.layout.lo, reader.layout.hi
@@ -319,7 +306,7 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
 
         n, threads = local_cluster_size(workers)
         # dask's default worker environment (malloc trimmed at 64 kB, OpenMP sized for one thread)
-        # made a 1-worker batch 1.8x slower, with 15x the system time (benchmarks/batch.py).
+        # made a 1-worker batch 1.8x slower (benchmarks/batch.py; 14x the system time over the run).
         environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                    "OPENBLAS_NUM_THREADS": "1"}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):

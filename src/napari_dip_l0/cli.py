@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__
 from .core.admm import L0_SOLVERS, iter_dip_l0
 from .core.api import L0_METHODS, l0_smooth
-from .core.imageio import check_writable, guess_channel_axis, read_image, write_image
+from .core.imageio import check_writable, guess_channel_axis, join_alpha, read_image, split_png_alpha, write_image
 from .core.presets import PRESETS
 
 __all__ = ["main"]
@@ -158,19 +158,6 @@ def _read_input(args) -> np.ndarray:
     return image
 
 
-def _split_alpha(image: np.ndarray, channel_axis, path: Path):
-    """PNG RGBA: smooth the colour, keep alpha as it is (a 4-channel TIFF is smoothed as 4 channels)."""
-    if channel_axis is not None and image.shape[channel_axis] == 4 and path.suffix.lower() == ".png":
-        colour = np.take(image, [0, 1, 2], axis=channel_axis)
-        alpha = np.take(image, [3], axis=channel_axis)
-        return colour, alpha
-    return image, None
-
-
-def _join_alpha(image: np.ndarray, alpha, channel_axis) -> np.ndarray:
-    return image if alpha is None else np.concatenate([image, alpha], axis=channel_axis)
-
-
 def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
     from tqdm import tqdm
 
@@ -210,13 +197,13 @@ def _run_dip(image, channel_axis, *, mode, lam, iterations, seed, device, l0_sol
 def _cmd_dip(args) -> int:
     image = _read_input(args)
     channel_axis = _resolve_channel_axis(image, args.channel_axis, args.input)
-    colour, alpha = _split_alpha(image, channel_axis, args.input)
+    colour, alpha = split_png_alpha(image, channel_axis, args.input)
     out = args.output
 
     def save_every(snap):
         if args.save_every and snap.iteration and snap.iteration % args.save_every == 0 and not snap.done:
             name = out.with_name(f"{out.stem}_iter{snap.iteration:05d}{out.suffix}")
-            write_image(name, _join_alpha(snap.image, alpha, channel_axis))
+            write_image(name, join_alpha(snap.image, alpha, channel_axis))
 
     last, interrupted = _run_dip(
         colour, channel_axis, mode=args.command, lam=args.lam, iterations=args.iterations, seed=args.seed,
@@ -225,7 +212,7 @@ def _cmd_dip(args) -> int:
     )
     if last is None:
         raise CLIError("interrupted before the first estimate")
-    write_image(out, _join_alpha(last.image, alpha, channel_axis))
+    write_image(out, join_alpha(last.image, alpha, channel_axis))
     if interrupted:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
               file=sys.stderr)
@@ -269,9 +256,9 @@ def _cmd_batch(args) -> int:
 def _cmd_l0(args) -> int:
     image = _read_input(args)
     channel_axis = _resolve_channel_axis(image, args.channel_axis, args.input)
-    colour, alpha = _split_alpha(image, channel_axis, args.input)
+    colour, alpha = split_png_alpha(image, channel_axis, args.input)
     result = l0_smooth(colour, args.lam, method=args.method, channel_axis=channel_axis)
-    write_image(args.output, _join_alpha(result, alpha, channel_axis))
+    write_image(args.output, join_alpha(result, alpha, channel_axis))
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["quiet_tifffile", "read_image", "write_image", "check_writable", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
+__all__ = ["join_alpha", "quiet_tifffile", "read_image", "split_png_alpha", "write_image", "check_writable", "guess_channel_axis", "TIFF", "PNG", "JPEG"]
 
 TIFF = (".tif", ".tiff")
 PNG = (".png",)
@@ -68,6 +68,21 @@ def guess_channel_axis(image: np.ndarray) -> int | None:
     if image.ndim >= 3 and image.shape[-1] in (3, 4):
         return -1
     return None
+
+
+def split_png_alpha(image: np.ndarray, channel_axis, path: Path):
+    """(colour, alpha) of a PNG's RGBA data, else (image, None): alpha is kept, not smoothed.
+
+    A 4-channel TIFF is smoothed as 4 channels.
+    """
+    if channel_axis is not None and image.shape[channel_axis] == 4 and Path(path).suffix.lower() == ".png":
+        return np.take(image, [0, 1, 2], axis=channel_axis), np.take(image, [3], axis=channel_axis)
+    return image, None
+
+
+def join_alpha(image: np.ndarray, alpha, channel_axis) -> np.ndarray:
+    """Undo :func:`split_png_alpha` on a result."""
+    return image if alpha is None else np.concatenate([image, alpha], axis=channel_axis)
 
 
 def check_writable(path: str | os.PathLike, dtype) -> Path:

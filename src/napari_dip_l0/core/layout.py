@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = [
     "Layout", "PlaneReader", "assemble", "check_image", "check_data_range", "check_lam", "check_positive_int",
-    "is_lazy", "to_planes", "from_planes",
+    "is_lazy", "n_planes", "to_planes", "from_planes",
 ]
 
 
@@ -92,6 +92,13 @@ def check_lam(lam) -> float:
     if not np.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
     return lam
+
+
+def n_planes(shape: tuple[int, ...], channel_axis: int | None) -> int:
+    """Number of 2-D planes (product of the axes before Y, X; channels excluded)."""
+    axis = None if channel_axis is None else channel_axis % len(shape)
+    dims = [s for ax, s in enumerate(shape) if ax != axis]
+    return int(np.prod(dims[:-2], dtype=np.int64))
 
 
 def check_data_range(data_range) -> tuple[float, float] | None:
@@ -181,7 +188,7 @@ class PlaneReader:
         self._lead = tuple(self._work.shape[:-3])
 
     def __len__(self) -> int:
-        return int(np.prod(self._lead, dtype=np.int64))
+        return n_planes(self.layout.shape, self.layout.channel_axis)
 
     def _index(self, p: int) -> tuple:
         return tuple(int(i) for i in np.unravel_index(p, self._lead)) if self._lead else ()
