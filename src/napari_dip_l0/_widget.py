@@ -18,8 +18,9 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QWidget
 
 from . import __version__
-from .core.admm import L0_SOLVERS, iter_dip_l0
-from .core.api import L0_METHODS, l0_smooth
+from .core.admm import iter_dip_l0
+from .core.api import l0_smooth
+from .core.l0 import L0_SOLVERS
 from .core.layout import n_planes
 from .core.presets import PRESETS
 
@@ -474,7 +475,7 @@ def _provenance(job: _Job, snap) -> dict:
     }
 
 
-L0Method = Enum("L0Method", {name: name for name in L0_METHODS})
+L0Method = Enum("L0Method", {name: name for name in L0_SOLVERS})
 
 
 def l0_widget(

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .core.admm import L0_SOLVERS, iter_dip_l0
-from .core.api import L0_METHODS, l0_smooth
+from .core.admm import iter_dip_l0
+from .core.api import l0_smooth
+from .core.l0 import L0_SOLVERS
 from .core.imageio import check_writable, guess_channel_axis, join_alpha, read_image, split_png_alpha, write_image
 from .core.presets import PRESETS
 
@@ -124,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("l0", help="ℓ0 gradient smoothing alone (fast)", description="ℓ0 gradient smoothing alone.")
     io_args(p)
     p.add_argument("--lam", type=_nonneg_float, required=True, help="ℓ0 weight on the [0, 1] scale")
-    p.add_argument("--method", choices=L0_METHODS, default="region_fusion")
+    p.add_argument("--method", choices=L0_SOLVERS, default="region_fusion")
 
     p = sub.add_parser("demo", help="run DIP-ℓ0 on a bundled sample and write a side-by-side picture",
                        description="Run DIP-ℓ0 on a bundled textured cartoon image.")

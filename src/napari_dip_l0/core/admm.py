@@ -22,16 +22,14 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from .l0 import fft_l0, region_fusion
+from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import PlaneReader, check_data_range, check_image, check_lam, check_positive_int
 from .tiling import (DEFAULT_OVERLAP, available_memory, blend_weights, check_tiling, estimate_memory, format_bytes,
                      tile_grid)
 from .network import SkipNet, make_input, padded_size
 from .presets import Preset, get_preset
 
-__all__ = ["Snapshot", "iter_dip_l0", "check_memory", "resolve_device", "L0_SOLVERS"]
-
-L0_SOLVERS = ("region_fusion", "fft")
+__all__ = ["Snapshot", "iter_dip_l0", "check_memory", "resolve_device"]
 
 
 class Snapshot:

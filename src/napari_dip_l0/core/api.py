@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .admm import iter_dip_l0
-from .l0 import fft_l0, region_fusion
+from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import check_image, check_lam, from_planes, to_planes
 
-__all__ = ["l0_smooth", "dip_l0_smooth", "dip_l0_deblock", "L0_METHODS"]
-
-L0_METHODS = ("region_fusion", "fft")
+__all__ = ["l0_smooth", "dip_l0_smooth", "dip_l0_deblock"]
 
 
 def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis: int | None = None) -> np.ndarray:
@@ -38,8 +36,8 @@ def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis:
     arr, channel_axis = check_image(image, channel_axis)
     arr = np.asarray(arr)  # a dask array: ℓ0 smoothing alone is fast, and needs whole planes
     lam = check_lam(lam)
-    if method not in L0_METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {L0_METHODS}")
+    if method not in L0_SOLVERS:
+        raise ValueError(f"unknown method {method!r}; expected one of {L0_SOLVERS}")
     planes, layout = to_planes(arr, channel_axis)
     if layout.constant:
         return arr.copy()

@@ -15,7 +15,10 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["region_fusion", "fft_l0", "gradient_count", "l0_energy"]
+__all__ = ["L0_SOLVERS", "region_fusion", "fft_l0", "gradient_count", "l0_energy"]
+
+#: Names of the ℓ0 solvers, as the API, CLI and widget accept them.
+L0_SOLVERS = ("region_fusion", "fft")
 
 
 @numba.njit(cache=True, nogil=True)
@@ -221,7 +224,7 @@ def _region_fusion_kernel(img, lam, max_loop, gamma):
             q = nxt
         for b in range(C):
             out[p, b] = Y[r, b]
-    return out.reshape(H, W, C), n_live
+    return out.reshape(H, W, C)
 
 
 def region_fusion(
@@ -250,7 +253,7 @@ def region_fusion(
     squeeze = img.ndim == 2
     if squeeze:
         img = img[..., None]
-    out, _ = _region_fusion_kernel(np.ascontiguousarray(img), float(lam), int(max_loop), float(gamma))
+    out = _region_fusion_kernel(np.ascontiguousarray(img), float(lam), int(max_loop), float(gamma))
     return out[..., 0] if squeeze else out
 
 
