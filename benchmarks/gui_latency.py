@@ -1,0 +1,131 @@
+"""How long does the napari GUI thread stall while the DIP-ℓ0 widget works?
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/gui_latency.py
+
+Opens a real napari viewer, docks the DIP-ℓ0 widget the way napari does
+(``add_plugin_dock_widget``) and, for each case, presses Run (or ℓ0 preview)
+with a 10 ms QTimer ticking on the GUI thread. The largest gap between two
+ticks, minus the 10 ms period, is the longest the GUI was frozen: napari stays
+responsive when it is below ~100 ms. Cases: a 2-D image, an RGB image, a
+3-plane stack (all planes) and the ℓ0 preview on a 512² RGB image. Few iterations, so the
+whole run takes a couple of minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def _image(shape, dtype, seed=0):
+    """A bright rectangle on a noisy background, in ``dtype``'s range."""
+    rng = np.random.default_rng(seed)
+    rgb = shape[-1] == 3
+    h, w = shape[-3:-1] if rgb else shape[-2:]
+    img = np.zeros(shape)
+    region = (Ellipsis, slice(h // 6, h // 2), slice(w // 5, 3 * w // 4)) + ((slice(None),) if rgb else ())
+    img[region] = 0.6
+    img = np.clip(img + rng.normal(0.2, 0.05, shape), 0, 1)
+    return (img * np.iinfo(dtype).max).astype(dtype)
+
+
+class _Ticks:
+    """A 10 ms QTimer on the GUI thread that remembers when it fired."""
+
+    def __init__(self):
+        from qtpy.QtCore import QTimer
+
+        self.times: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+
+    def start(self):
+        self.times = [time.perf_counter()]
+        self.timer.start()
+
+    def stop(self) -> float:
+        self.timer.stop()
+        self.times.append(time.perf_counter())
+        gaps = np.diff(self.times)
+        return float(gaps.max() * 1000 - 10)
+
+
+def _wait(app, done, timeout):
+    t0 = time.perf_counter()
+    while not done() and time.perf_counter() - t0 < timeout:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def _busy(widget) -> bool:
+    return getattr(widget, "worker", None) is not None or getattr(widget, "_l0_worker", None) is not None
+
+
+CASES = ("2d", "rgb", "stack", "l0")
+
+
+def _measure(case: str, iterations: int, n: int) -> None:
+    """One case in a fresh viewer; prints one line."""
+    import napari
+    import torch
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    torch.set_num_threads(2)
+    viewer = napari.Viewer(title="gui latency")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
+    app = QApplication.instance()
+    name, data, kwargs = {
+        "2d": ("2-D image", lambda: _image((n, n), np.uint16), {}),
+        "rgb": ("RGB image", lambda: _image((n, n, 3), np.uint8, 1), {"rgb": True}),
+        "stack": ("stack, all planes", lambda: _image((3, n // 2, n // 2), np.uint16, 2), {}),
+        "l0": ("ℓ0 preview", lambda: _image((2 * n, 2 * n, 3), np.uint8, 3), {"rgb": True}),
+    }[case]
+    data = data()
+    layer = viewer.add_image(data, name="input", **kwargs)
+    widget.image.value = layer
+    widget.iterations.value = iterations
+    widget.preview_every.value = 2
+    widget.keep_every.value = iterations // 2
+    widget.planes.value = "all planes"
+    _wait(app, lambda: False, 0.5)  # let the viewer draw the input first
+    ticks = _Ticks()
+    ticks.start()
+    t0 = time.perf_counter()
+    button = widget.l0_button if case == "l0" else widget.run_button
+    QTimer.singleShot(20, button.native.click)
+    if case == "l0":
+        done = lambda: not _busy(widget) and any(lay.name != "input" for lay in viewer.layers)  # noqa: E731
+    else:
+        done = lambda: time.perf_counter() - t0 > 0.1 and not _busy(widget)  # noqa: E731
+    _wait(app, done, 600)
+    seconds = time.perf_counter() - t0
+    _wait(app, lambda: False, 0.5)  # the result layer is drawn
+    stall = ticks.stop()
+    print(f"| {name} | {data.shape} | {seconds:.1f} s | {stall:.0f} ms |", flush=True)
+    viewer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=12, help="iterations per run (first plane)")
+    parser.add_argument("--size", type=int, default=256, help="side of the 2-D and RGB images (stack: half)")
+    parser.add_argument("--case", choices=CASES, help="run one case here (default: each in a fresh process)")
+    args = parser.parse_args()
+    if args.case:
+        _measure(args.case, args.iterations, args.size)
+        return
+    import subprocess
+    import sys
+
+    print("| case | shape | wall time | longest GUI-thread stall |\n|---|---|---|---|", flush=True)
+    for case in CASES:
+        subprocess.run([sys.executable, __file__, "--case", case, "--iterations", str(args.iterations),
+                        "--size", str(args.size)], check=False)
+
+
+if __name__ == "__main__":
+    main()
