@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
 
 __all__ = ["parallel_fusion"]
 
 _HASH_MASK = (1 << 62) - 1
-_DEBUG = None
 
 
 def _edge_hash(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -94,8 +94,6 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
         beta = lam * (k / max_loop) ** gamma if max_loop > 0 else lam
         for _ in range(max_rounds):
             sel = _where(r <= beta)
-            if _DEBUG is not None:
-                _DEBUG.append((k, g, ea.shape[0], sel.shape[0]))
             if sel.shape[0] == 0:
                 break
             ma, mb, mr, mc = _take(ea, sel), _take(eb, sel), _take(r, sel), _take(ec, sel)
@@ -185,6 +183,271 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
     return labels, S, wgt
 
 
+# --- CPU kernel -------------------------------------------------------------------
+# The same algorithm as _fuse, written as loops for numba: torch on a few CPU cores
+# spends most of its time launching ~40 small operations per round, and the
+# scatter-min of the best-neighbour step is a plain loop here. Decisions use the
+# same keys (ratio, edge hash, neighbour id), so the result does not depend on the
+# order edges are stored in.
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nb_hash(a, b):
+    # Same bits as _edge_hash on int64 ids (int32 ids are widened first).
+    x = np.int64(a) * np.int64(-7046029254386353131) + np.int64(b) * np.int64(7640891576956012809)
+    x = x ^ (x >> np.int64(31))
+    x = x * np.int64(-4658895280553007687)
+    x = x ^ (x >> np.int64(29))
+    return x & np.int64(_HASH_MASK)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_ratios(Y, wgt, ea, eb, ec, r, lo, hi):
+    C = Y.shape[1]
+    for e in range(lo, hi):
+        a = ea[e]
+        b = eb[e]
+        wa = wgt[a]
+        wb = wgt[b]
+        d = 0.0
+        for ch in range(C):
+            t = Y[a, ch] - Y[b, ch]
+            d += t * t
+        r[e] = d * (wa * wb / (wa + wb)) / ec[e]
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_is_fixed(tgt, g):
+    # A group stays put this round if it picked nobody, or is the lower id of a mutual pair.
+    t = tgt[g]
+    return t < 0 or (tgt[t] == g and g < t)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_fuse(pix, b, h, w, lam, max_loop, gamma, max_rounds):
+    """Kernel of :func:`parallel_fusion` on (b·h·w, C) float64 pixels; returns the result pixels."""
+    n, C = pix.shape
+    S = pix.copy()  # group sums
+    Y = pix.copy()  # group means, kept beside the sums: no divisions when scoring edges
+    wgt = np.ones(n)
+    rep = np.arange(n, dtype=np.int32)  # a pixel of each group: the root of its union-find tree
+    uf = np.arange(n, dtype=np.int32)
+    n_edges = b * (h * (w - 1) + (h - 1) * w)
+    ea = np.empty(n_edges, np.int32)
+    eb = np.empty(n_edges, np.int32)
+    ec = np.ones(n_edges, np.int32)  # shared pixel edges per group pair
+    r = np.empty(n_edges)
+    e = 0
+    for i in range(b):
+        base = i * h * w
+        for y in range(h):
+            for x in range(w - 1):
+                ea[e] = base + y * w + x
+                eb[e] = ea[e] + 1
+                e += 1
+        for y in range(h - 1):
+            for x in range(w):
+                ea[e] = base + y * w + x
+                eb[e] = ea[e] + w
+                e += 1
+    E = n_edges
+    _nb_ratios(Y, wgt, ea, eb, ec, r, 0, E)
+    G = n
+    bestr = np.full(n, np.inf)
+    besth = np.zeros(n, np.int64)
+    tgt = np.full(n, -1, np.int32)
+    cnt = np.zeros(n, np.int32)
+    head = np.full(n, -1, np.int32)  # a centre's leaves, as a linked list
+    nxt = np.empty(n, np.int32)
+    centres = np.empty(n, np.int32)
+    buf = np.empty(n, np.int32)
+    accepted = np.empty(n, np.int32)
+    cen_of = np.empty(n, np.int32)
+    merged = np.zeros(n, np.bool_)  # merged into its centre this round
+    touched = np.zeros(n, np.bool_)  # merged, or a centre that took a leaf
+    newid = np.empty(n, np.int32)
+    mark = np.full(n, -1, np.int32)
+    ca = np.empty(n_edges, np.int32)
+    cb = np.empty(n_edges, np.int32)
+    cc = np.empty(n_edges, np.int32)
+    sa = np.empty(n_edges, np.int32)
+    sb = np.empty(n_edges, np.int32)
+    sc = np.empty(n_edges, np.int32)
+    deg = np.empty(n + 1, np.int32)
+    for k in range(max_loop + 1):
+        if E == 0:
+            break
+        beta = lam * (k / max_loop) ** gamma if max_loop > 0 else lam
+        for _ in range(max_rounds):
+            # Here bestr/tgt are +inf/-1 for every group (reset by the relabel pass).
+            n_sel = 0
+            for e in range(E):
+                re = r[e]
+                if re > beta:
+                    continue
+                n_sel += 1
+                a = ea[e]
+                bb = eb[e]
+                hs = _nb_hash(a, bb)
+                # Best neighbour: least ratio, then least hash, then highest id (as _fuse).
+                if re < bestr[a] or (re == bestr[a] and (hs < besth[a] or (hs == besth[a] and bb > tgt[a]))):
+                    bestr[a] = re
+                    besth[a] = hs
+                    tgt[a] = bb
+                    cnt[a] = ec[e]
+                if re < bestr[bb] or (re == bestr[bb] and (hs < besth[bb] or (hs == besth[bb] and a > tgt[bb]))):
+                    bestr[bb] = re
+                    besth[bb] = hs
+                    tgt[bb] = a
+                    cnt[bb] = ec[e]
+            if n_sel == 0:
+                break
+            # Stars: a leaf hooks onto a pick that stays put. Leaves are linked into their
+            # centre's list in descending id, so each list comes out ascending.
+            n_cen = 0
+            for g in range(G - 1, -1, -1):
+                t = tgt[g]
+                if t >= 0 and not _nb_is_fixed(tgt, g) and _nb_is_fixed(tgt, t):
+                    if head[t] < 0:
+                        centres[n_cen] = t
+                        n_cen += 1
+                    nxt[g] = head[t]
+                    head[t] = g
+            n_acc = 0
+            for ci in range(n_cen - 1, -1, -1):
+                c = centres[ci]
+                m = 0
+                v = head[c]
+                head[c] = -1
+                while v >= 0:  # insertion sort by (ratio, id): stars are small
+                    p = m - 1
+                    while p >= 0 and bestr[buf[p]] > bestr[v]:
+                        buf[p + 1] = buf[p]
+                        p -= 1
+                    buf[p + 1] = v
+                    m += 1
+                    v = nxt[v]
+                for q in range(m):
+                    leaf = buf[q]
+                    wl = wgt[leaf]
+                    wc = wgt[c]
+                    d = 0.0
+                    for ch in range(C):
+                        t = Y[leaf, ch] - Y[c, ch]
+                        d += t * t
+                    if d * (wl * wc / (wl + wc)) > beta * cnt[leaf]:
+                        break  # the grown group no longer takes this leaf, nor the later ones
+                    wgt[c] = wc + wl
+                    for ch in range(C):
+                        S[c, ch] += S[leaf, ch]
+                        Y[c, ch] = S[c, ch] / wgt[c]
+                    merged[leaf] = True
+                    touched[leaf] = True
+                    touched[c] = True
+                    uf[rep[leaf]] = rep[c]
+                    accepted[n_acc] = leaf
+                    cen_of[leaf] = c
+                    n_acc += 1
+            # Relabel (roots keep their order) and reset the picks for the next round.
+            G2 = 0
+            for g in range(G):
+                bestr[g] = np.inf
+                tgt[g] = -1
+                if not merged[g]:
+                    newid[g] = G2
+                    if G2 != g:
+                        for ch in range(C):
+                            S[G2, ch] = S[g, ch]
+                            Y[G2, ch] = Y[g, ch]
+                        wgt[G2] = wgt[g]
+                        rep[G2] = rep[g]
+                    G2 += 1
+            if n_acc == 0:
+                break
+            for i in range(n_acc):
+                leaf = accepted[i]
+                newid[leaf] = newid[cen_of[leaf]]
+            # Edges between untouched groups keep their ratio; the others are relabelled,
+            # coalesced (parallel edges summed) and re-scored.
+            q = 0
+            nc = 0
+            for e in range(E):
+                a = ea[e]
+                bb = eb[e]
+                if not touched[a] and not touched[bb]:
+                    ea[q] = newid[a]
+                    eb[q] = newid[bb]
+                    ec[q] = ec[e]
+                    r[q] = r[e]
+                    q += 1
+                else:
+                    a2 = newid[a]
+                    b2 = newid[bb]
+                    if a2 != b2:
+                        ca[nc] = min(a2, b2)
+                        cb[nc] = max(a2, b2)
+                        cc[nc] = ec[e]
+                        nc += 1
+            for i in range(n_acc):
+                leaf = accepted[i]
+                merged[leaf] = False
+                touched[leaf] = False
+                touched[cen_of[leaf]] = False
+            # Coalesce: counting sort of the changed edges by their lower end (sequential
+            # scatters, as edges come in near-spatial order), then one pass that sums the
+            # counts of equal pairs within each run.
+            for g in range(G2 + 1):
+                deg[g] = 0
+            for i in range(nc):
+                deg[ca[i] + 1] += 1
+            for g in range(G2):
+                deg[g + 1] += deg[g]
+            for i in range(nc):
+                p = deg[ca[i]]
+                deg[ca[i]] = p + 1
+                sa[p] = ca[i]
+                sb[p] = cb[i]
+                sc[p] = cc[i]
+            start = q
+            i = 0
+            while i < nc:
+                lo = sa[i]
+                j0 = i
+                while i < nc and sa[i] == lo:
+                    hi = sb[i]
+                    if mark[hi] >= 0:
+                        ec[mark[hi]] += sc[i]
+                    else:
+                        mark[hi] = q
+                        ea[q] = lo
+                        eb[q] = hi
+                        ec[q] = sc[i]
+                        q += 1
+                    i += 1
+                for j in range(j0, i):
+                    mark[sb[j]] = -1
+            E = q
+            G = G2
+            _nb_ratios(Y, wgt, ea, eb, ec, r, start, E)
+    gid = np.empty(n, np.int32)
+    for g in range(G):
+        gid[rep[g]] = g
+    out = np.empty((n, C), pix.dtype)
+    for p in range(n):
+        root = p
+        while uf[root] != root:
+            root = uf[root]
+        q = p
+        while uf[q] != root:  # path compression
+            step = uf[q]
+            uf[q] = root
+            q = step
+        g = gid[root]
+        for ch in range(C):
+            out[p, ch] = Y[g, ch]
+    return out
+
+
 def parallel_fusion(
     image: torch.Tensor | np.ndarray,
     lam: float,
@@ -192,6 +455,7 @@ def parallel_fusion(
     max_loop: int = 50,
     gamma: float = 2.2,
     max_rounds: int = 1,
+    backend: str = "auto",
 ) -> torch.Tensor | np.ndarray:
     """ℓ0 gradient smoothing by data-parallel Region Fusion.
 
@@ -201,41 +465,57 @@ def parallel_fusion(
     ICCV 2015): groups i, j may merge when
     ``w_i w_j ||Y_i - Y_j||² <= beta_k c_ij (w_i + w_j)`` (``w`` pixel counts,
     ``Y`` means, ``c_ij`` shared pixel edges). At each threshold every group
-    picks its best mergeable neighbour in parallel; picks resolve as stars whose
-    leaves join in ratio order while each join still passes the test against the
-    grown mean. The merge order differs from the sequential solver's, so pixels
-    differ; the ℓ0 energy is close (see ``tests/test_fusion.py``).
+    picks its best mergeable neighbour (least cost ratio) at once; the picks
+    resolve as stars (a group joins its pick when the pick itself stays put, as
+    in Borůvka's algorithm), and a star's leaves join in ratio order while each
+    join still passes the test against the grown group's mean, which is what
+    the sequential solver's greedy pass does. The merge order differs from the
+    sequential :func:`~napari_dip_l0.core.l0.region_fusion`, so pixels differ;
+    its ℓ0 energy (:func:`~napari_dip_l0.core.l0.l0_energy`) is within about
+    2% of the sequential solver's.
 
     Parameters
     ----------
     image : tensor of shape (..., C, H, W), or ndarray of shape (H, W) or (H, W, C)
         Image on the [0, 1] scale. Leading tensor dimensions are independent
-        images (solved together, as one disconnected graph).
+        images, solved together as one graph with no edges between them.
     lam : float
         Weight of the ℓ0 term: cost of one 4-neighbour pair that differs.
+        ``lam <= 0`` returns a copy of the input.
     max_loop : int
         Number of threshold steps ``K``.
     gamma : float
         Exponent of the threshold schedule (paper: 2.2).
     max_rounds : int
-        Most merge rounds per threshold step (a step also ends when a round
-        merges nothing).
+        Most merge rounds per threshold step; a step also ends when a round
+        merges nothing. One round per step matches the sequential solver's
+        one pass per step, and more rounds did not lower the energy.
+    backend : {"auto", "torch", "numba"}
+        ``"torch"``: whole-array tensor operations on the input's device.
+        ``"numba"``: a compiled loop version of the same algorithm (CPU only;
+        CPU tensors are copied through NumPy). ``"auto"``: numba for CPU
+        inputs, where launching ~40 small tensor operations per round costs
+        more than the work, torch on every other device. Both make the same
+        merge decisions from the same keys and agree except in rare exact ties
+        of rounding.
 
     Returns
     -------
     tensor or ndarray
         Piecewise-constant result, each group the mean of its input pixels.
-        Tensors keep device, dtype and shape; arrays come back as float64 of
-        the input's shape, like :func:`~napari_dip_l0.core.l0.region_fusion`.
+        Tensors keep device, dtype and shape and do not require grad; arrays
+        come back as float64 of the input's shape, like
+        :func:`~napari_dip_l0.core.l0.region_fusion`.
 
     Notes
     -----
-    Group statistics are accumulated in float64 (float32 on MPS). On the CPU
-    every operation used is deterministic, so the same input gives a
-    bit-identical result. On CUDA the merge decisions use order-independent
-    reductions (min/max), but float sums (``index_add_``) use atomics, so
-    the last bits of group means, and in rare near-tie cases a merge, can vary
-    between runs.
+    Group statistics are accumulated in float64 (float32 on MPS, which has no
+    float64). On the CPU, both backends are deterministic: the same input
+    gives a bit-identical result, independent of the number of threads. The
+    merge decisions use only order-independent reductions (min/max) and keys
+    that do not depend on where an edge is stored. On CUDA, ``index_add_``
+    uses atomics, so the last bits of group sums can vary between runs, and
+    with them, in rare near-tie cases, a merge.
 
     Examples
     --------
@@ -250,21 +530,38 @@ def parallel_fusion(
     >>> t = torch.rand(1, 3, 64, 64)
     >>> parallel_fusion(t, 0.06).shape
     torch.Size([1, 3, 64, 64])
+    >>> bool((parallel_fusion(t, 0.06, backend="torch") == parallel_fusion(t, 0.06)).all())
+    True
     """
+    if backend not in ("auto", "torch", "numba"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {backend!r}")
     if isinstance(image, np.ndarray):
         arr = np.asarray(image, dtype=np.float64)
+        if arr.ndim not in (2, 3):
+            raise ValueError(f"expected an array of shape (H, W) or (H, W, C), got {arr.shape}")
         t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr[None]))
-        out = parallel_fusion(t, lam, max_loop=max_loop, gamma=gamma, max_rounds=max_rounds).numpy()
+        out = parallel_fusion(t, lam, max_loop=max_loop, gamma=gamma, max_rounds=max_rounds,
+                              backend=backend).numpy()
         return np.moveaxis(out, 0, -1) if arr.ndim == 3 else out[0]
     if image.ndim < 3:
         raise ValueError(f"expected a tensor of shape (..., C, H, W), got {tuple(image.shape)}")
-    if lam <= 0:
-        return image.clone()
+    if max_loop < 0 or max_rounds < 1:
+        raise ValueError("max_loop must be >= 0 and max_rounds >= 1")
+    on_cpu = image.device.type == "cpu"
+    if backend == "numba" and not on_cpu:
+        raise ValueError(f"backend 'numba' runs on the CPU; the image is on {image.device}")
+    if lam <= 0 or image.numel() == 0:
+        return image.detach().clone()
     *lead, c, h, w = image.shape
     b = math.prod(lead)
     work = torch.float32 if image.device.type == "mps" else torch.float64
-    # (b, C, H, W) -> (b·H·W, C): one row per pixel, channels contiguous for gathers.
-    pix = image.reshape(b, c, h * w).transpose(1, 2).reshape(b * h * w, c).to(work)
-    labels, S, wgt = _fuse(pix, b, h, w, float(lam), int(max_loop), float(gamma), int(max_rounds))
-    out = _take(S / wgt[:, None], labels)
-    return out.reshape(b, h * w, c).transpose(1, 2).reshape(image.shape).to(image.dtype)
+    with torch.no_grad():
+        # (b, C, H, W) -> (b·H·W, C): one row per pixel, channels contiguous for gathers.
+        pix = image.detach().reshape(b, c, h * w).transpose(1, 2).reshape(b * h * w, c).to(work)
+        if backend == "numba" or (backend == "auto" and on_cpu):
+            out = torch.from_numpy(_nb_fuse(np.ascontiguousarray(pix.numpy()), b, h, w, float(lam), int(max_loop),
+                                            float(gamma), int(max_rounds)))
+        else:
+            labels, S, wgt = _fuse(pix, b, h, w, float(lam), int(max_loop), float(gamma), int(max_rounds))
+            out = _take(S / wgt[:, None], labels)
+        return out.reshape(b, h * w, c).transpose(1, 2).reshape(image.shape).to(image.dtype)
