@@ -1,20 +1,23 @@
-"""The napari plugin on a real viewer (make_napari_viewer; Xvfb in CI)."""
+"""The napari plugin on a real viewer (make_napari_viewer; Xvfb in CI, PyQt6 or PyQt5 through qtpy)."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 napari = pytest.importorskip("napari")  # the `testing` extra installs it; CI never skips
 
+import yaml  # noqa: E402  (napari depends on PyYAML)
 from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
 from napari_dip_l0 import _widget  # noqa: E402
-from napari_dip_l0._widget import DipL0Widget, l0_widget  # noqa: E402
+from napari_dip_l0._widget import DipL0Widget, RunState  # noqa: E402
 
 TIMEOUT = 120_000
+MANIFEST = yaml.safe_load((Path(_widget.__file__).parent / "napari.yaml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -53,15 +56,27 @@ def _cells(shape=(24, 28), dtype=np.uint16):
     return img.astype(dtype)
 
 
+def _results(viewer, source):
+    """Final DIP-ℓ0 results made from ``source`` (not previews, not kept snapshots)."""
+    return [lay for lay in viewer.layers if lay.name.startswith(f"{source} · DIP-ℓ0 λ=") and "@" not in lay.name]
+
+
+def _result(viewer, source):
+    found = _results(viewer, source)
+    assert len(found) == 1, [lay.name for lay in viewer.layers]
+    return found[0]
+
+
 def _run(qtbot, widget, **settings):
     for name, value in settings.items():
         getattr(widget, name).value = value
     widget.run()
-    assert widget.worker is not None
+    assert widget.worker is not None and widget.state is RunState.RUNNING
     assert not widget.run_button.enabled and widget.stop_button.enabled
     with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
         pass
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
+    assert widget.state is RunState.IDLE
 
 
 def _start_long_run(qtbot, viewer, widget):
@@ -74,20 +89,71 @@ def _start_long_run(qtbot, viewer, widget):
     return worker
 
 
+# ----- the manifest, opened the way napari opens it ----------------------------------------------------
+@pytest.mark.parametrize("name", [w["display_name"] for w in MANIFEST["contributions"]["widgets"]])
+def test_every_manifest_widget_opens(make_napari_viewer, name):
+    viewer = make_napari_viewer()
+    viewer.add_image(_cells(), name="cells")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", name)
+    assert dock is not None and widget is not None
+    if isinstance(widget, DipL0Widget):
+        widget._shutdown()
+
+
+@pytest.mark.parametrize("key", [s["key"] for s in MANIFEST["contributions"]["sample_data"]])
+def test_every_manifest_sample_opens(viewer, key):
+    layers = viewer.open_sample("napari-dip-l0", key)
+    assert layers and layers[0].data.ndim >= 2 and layers[0].data.shape[0] >= 64
+
+
+def test_manifest_validates():
+    res = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dip-l0", "--imports"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "valid" in res.stdout + res.stderr
+
+
+def test_fast_widget_computes_in_a_worker(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    src = viewer.add_image(_cells(), name="cells", scale=(2, 2), gamma=0.8)
+    _, gui = viewer.window.add_plugin_dock_widget("napari-dip-l0", "ℓ0 smoothing (fast)")
+    gui.image.value = src
+    gui.lam.value = 0.05
+    assert [c for c in gui.method.choices] == list(_widget.L0_SOLVERS)
+    assert "_" not in gui.method.native.currentText()  # words, not identifiers
+    worker = gui()
+    assert isinstance(worker, _widget.FunctionWorker)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=TIMEOUT)
+    out = viewer.layers[-1]
+    assert out.name.startswith("cells · ℓ0 λ=0.05")
+    assert out.data.shape == src.data.shape and tuple(out.scale) == (2, 2) and out.gamma == pytest.approx(0.8)
+    assert not np.array_equal(out.data, src.data)
+
+
+def test_no_private_napari_api():
+    source = Path(_widget.__file__).read_text(encoding="utf-8")
+    assert "_qt_window" not in source and "napari._" not in source
+
+
+# ----- runs -------------------------------------------------------------------------------------------
 def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, inserted):
     data = _cells()
-    src = viewer.add_image(data, name="cells", scale=(0.5, 0.25), translate=(10.0, -3.0),
+    src = viewer.add_image(data, name="cells", scale=(0.5, 0.25), translate=(10.0, -3.0), gamma=0.7,
                            metadata={"objective": "40x"}, colormap="magma", contrast_limits=(0, 1500))
     assert widget.image.value is src  # follows the viewer's selection
     _run(qtbot, widget, iterations=6, preview_every=2, keep_every=3)
-    assert "cells · DIP-ℓ0 (preview)" in inserted
-    assert "cells · DIP-ℓ0 (preview)" not in viewer.layers  # removed when the result arrives
-    assert "cells · DIP-ℓ0 @3" in viewer.layers
-    final = viewer.layers["cells · DIP-ℓ0"]
+    assert "cells · DIP-ℓ0 (live preview)" in inserted
+    assert "cells · DIP-ℓ0 (live preview)" not in viewer.layers  # it became the result
+    kept = viewer.layers[f"cells · DIP-ℓ0 λ={widget.lam.value:g} @3"]
+    final = _result(viewer, "cells")
+    assert final.name == f"cells · DIP-ℓ0 λ={widget.lam.value:g}, 6 it"
+    # Kept snapshots go below the live preview (which became the result), never over it.
+    assert viewer.layers.index(kept) < viewer.layers.index(final)
     assert final.data.dtype == np.uint16 and final.data.shape == data.shape
     np.testing.assert_allclose(final.scale, src.scale)
     np.testing.assert_allclose(final.translate, src.translate)
     assert final.colormap.name == "magma" and tuple(final.contrast_limits) == (0, 1500)
+    assert final.gamma == pytest.approx(0.7)
     assert final.metadata["objective"] == "40x"
     prov = final.metadata["dip_l0"]
     assert prov["iterations_done"] == 6 and prov["mode"] == "smooth" and not prov["stopped_early"]
@@ -95,7 +161,33 @@ def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, i
     np.testing.assert_array_equal(src.data, data)  # input untouched
     assert widget.image.value is src  # not moved onto the layers the run added
     assert widget.run_button.enabled and not widget.stop_button.enabled
-    assert "done" in widget.status.value
+    assert "done" in widget.status.value and widget.progress.native.isHidden()
+
+
+def test_progress_settings_lock_and_state_machine(qtbot, viewer, widget):
+    stack = np.stack([_cells(), _cells()[::-1]])
+    viewer.add_image(stack, name="stack")
+    texts, states = [], []
+    shown = widget._progress_text
+    widget._progress_text = lambda job, snap: texts.append(shown(job, snap)) or texts[-1]
+    _run(qtbot, widget, iterations=3, planes="all planes")
+    # The counts the user set, plane by plane, and time left in words.
+    assert any("plane 1 of 2 · iteration 3 of 3" in t for t in texts), texts
+    assert any("plane 2 of 2 · iteration 1 of 1" in t for t in texts), texts
+    assert any("left" in t for t in texts)
+    assert "plane 0" not in _result(viewer, "stack").name  # all planes: no plane in the name
+
+    worker = _start_long_run(qtbot, viewer, widget)
+    assert not widget.progress.native.isHidden() and widget.progress.max > 0
+    for field in (widget.image, widget.lam, widget.iterations, widget.mode, widget.seed, widget.l0_button):
+        assert not field.enabled  # settings are locked during a run
+    with pytest.raises(RuntimeError):
+        widget._set_state(RunState.RUNNING)  # no such transition
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        widget.stop()
+        states.append(widget.state)
+    assert states == [RunState.STOPPING] and widget.state is RunState.IDLE
+    assert widget.lam.enabled and widget.image.enabled
 
 
 def test_stop_keeps_result_and_leaves_no_thread(qtbot, viewer, widget):
@@ -103,28 +195,45 @@ def test_stop_keeps_result_and_leaves_no_thread(qtbot, viewer, widget):
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
         widget.stop()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
-    final = viewer.layers["cells · DIP-ℓ0"]
+    final = _result(viewer, "cells")
+    assert "stopped at" in final.name
     assert final.metadata["dip_l0"]["stopped_early"]
     assert final.metadata["dip_l0"]["iterations_done"] < 100_000
     assert widget.run_button.enabled
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
 
 
-def test_removing_source_layer_stops_worker(qtbot, viewer, widget):
+def test_replace_previous_result(qtbot, viewer, widget):
+    viewer.add_image(_cells(), name="cells")
+    _run(qtbot, widget, iterations=2)
+    _run(qtbot, widget, iterations=3)
+    assert len(_results(viewer, "cells")) == 2  # default: results are kept side by side
+    widget.replace.value = True
+    _run(qtbot, widget, iterations=4)
+    names = [lay.name for lay in _results(viewer, "cells")]
+    assert len(names) == 2 and any(n.endswith("4 it") for n in names) and not any(n.endswith("3 it") for n in names)
+
+
+def test_removing_source_layer_stops_worker_and_picks_another(qtbot, viewer, widget):
+    other = viewer.add_image(_cells(), name="other")
     worker = _start_long_run(qtbot, viewer, widget)
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
         viewer.layers.remove("cells")
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
     assert not [lay for lay in viewer.layers if "DIP-ℓ0" in lay.name]
+    assert widget.image.value is other  # not left empty while an image exists
 
 
-def test_bad_layer_reports_error_and_keeps_input(qtbot, viewer, widget, notes):
+def test_bad_layer_reports_error_then_clears_it(qtbot, viewer, widget, notes):
     data = np.full((16, 16), np.nan, np.float32)
     viewer.add_image(data, name="broken", contrast_limits=(0, 1))
     widget.run()
     assert widget.worker is None and widget.run_button.enabled
     assert any("NaN" in str(n.message) for n in notes)
     assert [layer.name for layer in viewer.layers] == ["broken"]
+    assert widget.status.value.startswith("error")
+    viewer.add_image(_cells(), name="cells")  # the user picks something else: the stale error goes
+    assert not widget.status.value.startswith("error")
 
 
 def test_solver_failure_reports_error(qtbot, viewer, widget, notes, monkeypatch):
@@ -158,7 +267,7 @@ def test_all_planes_and_current_plane(qtbot, viewer, widget):
     stack = np.stack([_cells(), _cells()[::-1]])
     src = viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5))
     _run(qtbot, widget, iterations=3, planes="all planes")
-    out = viewer.layers["stack · DIP-ℓ0"]
+    out = _result(viewer, "stack")
     assert out.data.shape == stack.shape and out.data.dtype == stack.dtype
     meta = out.metadata["dip_l0"]
     # Plane 2 warm-starts from plane 1 with a third of the iterations (at least one).
@@ -168,7 +277,8 @@ def test_all_planes_and_current_plane(qtbot, viewer, widget):
     viewer.dims.set_current_step(0, 1)
     widget.image.value = src
     _run(qtbot, widget, iterations=3, planes="current plane")
-    one = viewer.layers["stack · DIP-ℓ0"]
+    one = _result(viewer, "stack")
+    assert one.name.endswith("· plane 1")
     assert one.data.shape == (1,) + stack.shape[1:]
     assert one.translate[0] == pytest.approx(2.0)  # sits at plane 1 in world coordinates
     assert one.metadata["dip_l0"]["planes"] == [1]
@@ -178,20 +288,37 @@ def test_rgb_layer(qtbot, viewer, widget):
     rgb = np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)
     viewer.add_image(rgb, name="colour", rgb=True)
     _run(qtbot, widget, iterations=3)
-    out = viewer.layers["colour · DIP-ℓ0"]
+    out = _result(viewer, "colour")
     assert out.rgb and out.data.shape == rgb.shape and out.data.dtype == np.uint8
 
 
-def test_l0_preview_button_and_l0_widget(viewer, widget):
+def test_rgba_keeps_alpha(qtbot, viewer, widget):
+    rgba = np.random.default_rng(2).integers(0, 255, (20, 24, 4), dtype=np.uint8)
+    rgba[..., 3] = np.arange(24, dtype=np.uint8)[None, :] * 10
+    viewer.add_image(rgba, name="rgba", rgb=True)
+    _run(qtbot, widget, iterations=3)
+    out = _result(viewer, "rgba").data
+    assert out.shape == rgba.shape
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert not np.array_equal(out[..., :3], rgba[..., :3])
+
+
+def test_l0_preview_in_a_worker_follows_lambda(qtbot, viewer, widget, monkeypatch):
+    monkeypatch.setattr(_widget, "L0_DEBOUNCE_MS", 50)
+    widget._l0_timer.setInterval(50)
     data = _cells()
-    src = viewer.add_image(data, name="cells", scale=(2, 2))
+    viewer.add_image(data, name="cells", scale=(2, 2))
     widget.lam.value = 0.05
     widget.l0_preview()
-    layer = viewer.layers["cells · ℓ0 (preview)"]
+    assert widget._l0_worker is not None  # computing off the GUI thread
+    qtbot.waitUntil(lambda: widget._l0_worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
+    layer = viewer.layers[-1]
+    assert layer.name == "cells · ℓ0 λ=0.05 (preview)"
     assert layer.data.shape == data.shape and layer.data.dtype == data.dtype
     assert not np.array_equal(layer.data, data)
-    result, kwargs, kind = l0_widget(src, lam=0.05)
-    assert kind == "image" and result.shape == data.shape and tuple(kwargs["scale"]) == (2, 2)
+    widget.lam.value = 0.2  # dragging λ: the same layer follows, debounced
+    qtbot.waitUntil(lambda: layer.name == "cells · ℓ0 λ=0.2 (preview)", timeout=TIMEOUT)
+    assert len(viewer.layers) == 2
 
 
 def test_mode_switch_sets_preset(widget):
@@ -200,27 +327,34 @@ def test_mode_switch_sets_preset(widget):
     widget.mode.value = "JPEG deblocking"
     assert widget.lam.value == pytest.approx(PRESETS["deblock"].lam)
     assert widget.iterations.value == PRESETS["deblock"].iterations
+    assert widget.l0_solver.value == "auto"  # the widget does not pick the preset's solver itself
     widget.mode.value = "edge-preserving smoothing"
     assert widget.lam.value == pytest.approx(PRESETS["smooth"].lam)
 
 
-def test_samples_load(viewer):
-    for key, shape in (("textured_cartoon", (256, 256, 3)), ("jpeg_q10", (256, 256, 3)), ("microscopy", (256, 256))):
-        layers = viewer.open_sample("napari-dip-l0", key)
-        assert layers[0].data.shape == shape
+def test_labels_tooltips_and_advanced_section(widget):
+    fields = [widget.image, widget.mode, widget.lam, widget.iterations, widget.planes, widget.replace,
+              widget.seed, widget.device, widget.l0_solver, widget.preview_every, widget.keep_every,
+              widget.l0_button, widget.run_button, widget.stop_button]
+    for field in fields:
+        assert field.tooltip and len(field.tooltip) > 20, field.label
+    for field in (widget.lam, widget.iterations, widget.seed, widget.preview_every, widget.keep_every):
+        assert "count" in field.tooltip or "unit" in field.tooltip, field.label
+    for combo in (widget.device, widget.l0_solver):
+        assert all("_" not in combo.native.itemText(i) for i in range(combo.native.count()))
+    assert widget.l0_solver.native.itemText(0).startswith("automatic")
+    assert widget.advanced.native.isHidden()  # expert settings start collapsed
+    widget.advanced_button.native.click()
+    assert not widget.advanced.native.isHidden() and widget.advanced_button.text.startswith("▾")
+    widget.advanced_button.native.click()
+    assert widget.advanced.native.isHidden()
 
 
-def test_manifest_validates():
-    res = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dip-l0", "--imports"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "valid" in res.stdout + res.stderr
-
-
-def test_dock_widget_from_manifest(make_napari_viewer):
-    viewer = make_napari_viewer()
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
-    assert isinstance(widget, DipL0Widget)
+def test_solver_labels_fall_back_to_words(monkeypatch):
+    monkeypatch.setattr(_widget, "L0_SOLVERS", ("region_fusion", "fft", "parallel_fusion"))
+    labels = [label for label, _ in _widget._solver_choices()]
+    assert labels[-1] == "parallel fusion" and labels[0].startswith("automatic")
+    assert _widget._solver_arg("fft", "smooth") == "fft"
 
 
 def test_removing_dock_widget_stops_worker(qtbot, viewer):
@@ -242,17 +376,6 @@ def test_closing_viewer_stops_worker(qtbot, viewer):
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
 
 
-def test_rgba_keeps_alpha(qtbot, viewer, widget):
-    rgba = np.random.default_rng(2).integers(0, 255, (20, 24, 4), dtype=np.uint8)
-    rgba[..., 3] = np.arange(24, dtype=np.uint8)[None, :] * 10
-    viewer.add_image(rgba, name="rgba", rgb=True)
-    _run(qtbot, widget, iterations=3)
-    out = viewer.layers["rgba · DIP-ℓ0"].data
-    assert out.shape == rgba.shape
-    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
-    assert not np.array_equal(out[..., :3], rgba[..., :3])
-
-
 def test_settings_persist_between_widgets(viewer, tmp_path, monkeypatch):
     from qtpy.QtCore import QSettings
 
@@ -264,9 +387,12 @@ def test_settings_persist_between_widgets(viewer, tmp_path, monkeypatch):
     first.lam.value = 0.07
     first.iterations.value = 123
     first.planes.value = "all planes"
+    first.l0_solver.value = "fft"
+    first.replace.value = False
     second = DipL0Widget(viewer, persist=True)
     assert second.lam.value == pytest.approx(0.07)
     assert second.iterations.value == 123 and second.planes.value == "all planes"
+    assert second.l0_solver.value == "fft" and second.replace.value is False
     assert DipL0Widget(viewer, persist=False).lam.value == pytest.approx(PRESETS["smooth"].lam)
 
 
@@ -305,3 +431,9 @@ def test_current_plane_follows_world_position(viewer):
     sel = _widget._select(layer, _widget.CURRENT, viewer)
     assert sel.plane_index == (2,)
     np.testing.assert_array_equal(sel.data, stack[2])
+
+
+def test_time_left_in_words():
+    assert _widget._time_left(10) == "less than a minute left"
+    assert _widget._time_left(130) == "about 2 minutes left"
+    assert _widget._time_left(3 * 3600 + 600) == "about 3 h 10 min left"

@@ -2,24 +2,37 @@
 
 All maths lives in :mod:`napari_dip_l0.core`; this module only turns a layer
 into an array, runs the core generator in a thread worker, and turns snapshots
-back into layers.
+back into layers. Everything slow (fitting, rendering estimates, ℓ0
+smoothing) runs in workers; the GUI thread only swaps finished arrays into
+layers. Only napari's public API is used.
+
+No ``from __future__ import annotations`` here: magicgui resolves the
+annotations of :func:`l0_widget` at runtime, and napari builds it from the
+manifest by that function's real types.
 """
 
-from __future__ import annotations
-
+import threading
 import time
 from enum import Enum
 from typing import Annotated, NamedTuple
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QWidget
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import FunctionWorker, create_worker
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QApplication
 
-from . import __version__
-from .core.admm import iter_dip_l0
-from .core.api import l0_smooth
+from . import __version__, iter_dip_l0, l0_smooth
 from .core.l0 import L0_SOLVERS
 from .core.layout import n_planes
 from .core.presets import PRESETS
@@ -30,10 +43,35 @@ CURRENT, ALL = "current plane", "all planes"
 MAX_PLANE_PIXELS = 4096 * 4096
 # At most this often (seconds) does the preview layer get new data.
 PREVIEW_INTERVAL = 0.2
-_SETTINGS = ("mode", "lam", "iterations", "preview_every", "keep_every", "planes", "seed", "device", "l0_solver")
+# The ℓ0 preview follows λ this long (ms) after the last change.
+L0_DEBOUNCE_MS = 300
+_SETTINGS = ("mode", "lam", "iterations", "planes", "replace", "preview_every", "keep_every", "seed", "device",
+             "l0_solver")
+
+# Readable names of the ℓ0 solvers; a solver the core adds later shows under its own name.
+SOLVER_LABELS = {
+    "region_fusion": "Region Fusion (exact, sharp edges)",
+    "fft": "FFT (fast, approximate)",
+}
+AUTO_SOLVER = "automatic (the mode's preset)"
+DEVICE_LABELS = {"auto": "automatic (GPU if available)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
+                 "mps": "Apple GPU (MPS)"}
 
 
-def _devices() -> list[str]:
+def _solver_choices() -> list[tuple[str, str]]:
+    return [(AUTO_SOLVER, "auto")] + [(SOLVER_LABELS.get(n, n.replace("_", " ")), n) for n in L0_SOLVERS]
+
+
+def _solver_arg(choice: str, mode: str) -> str | None:
+    """The ``l0_solver`` passed to the core for the widget's solver choice ("auto": the preset's)."""
+    # TEMPORARY: the core is about to take l0_solver=None as "the preset's solver". Until it does,
+    # automatic means the preset's solver here, in this one place; then this returns None for "auto".
+    if choice == "auto":
+        return getattr(PRESETS[mode], "l0_solver", "region_fusion")
+    return choice
+
+
+def _devices() -> list[tuple[str, str]]:
     import torch
 
     names = ["auto", "cpu"]
@@ -41,33 +79,85 @@ def _devices() -> list[str]:
         names.append("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         names.append("mps")
-    return names
+    return [(DEVICE_LABELS.get(n, n), n) for n in names]
+
+
+def _time_left(seconds: float) -> str:
+    """A duration in the words a person uses: 'about 3 minutes left'."""
+    if seconds < 45:
+        return "less than a minute left"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} minute{'s' if minutes != 1 else ''} left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min left"
+
+
+class RunState(Enum):
+    """Where a DIP-ℓ0 run is. idle → running → (stopping →) idle."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
+_TRANSITIONS = {
+    RunState.IDLE: {RunState.RUNNING},
+    RunState.RUNNING: {RunState.STOPPING, RunState.IDLE},
+    RunState.STOPPING: {RunState.IDLE},
+}
 
 
 class _CloseWatcher(QObject):
-    """Calls ``on_close`` when the widget leaves its dock or its window closes.
+    """Calls ``on_close`` when the widget leaves its dock, its window closes or the application quits.
 
-    napari's ``remove_dock_widget`` only un-parents the widget and closing the
-    viewer only closes its window, so ``destroyed`` cannot be relied on.
+    Plain Qt, no napari internals: the widget's own ParentChange events, the
+    ParentChange events of its ancestors (the dock goes into the main window
+    after the widget goes into the dock), and the Close events of the
+    top-level window it ends up in (``QWidget.window()``). napari's
+    ``remove_dock_widget`` only un-parents the widget and closing the viewer
+    only closes its window, so ``destroyed`` cannot be relied on.
     """
 
-    def __init__(self, widget: QWidget, window: QWidget | None, on_close):
+    def __init__(self, widget, on_close):
         super().__init__(widget)
         self._widget = widget
         self._on_close = on_close
-        widget.installEventFilter(self)
-        if window is not None:
-            # No reference kept: it would keep the whole viewer alive.
-            window.installEventFilter(self)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self._quit)
+        self._watch()
+
+    def _quit(self):
+        self._on_close(wait=True)
+
+    def _watch(self):
+        """Watch the widget and each of its ancestors (installing twice is a no-op in Qt).
+
+        No reference to an ancestor is kept: it would keep the whole viewer alive.
+        Former ancestors stay watched, and their events are ignored below.
+        """
+        obj = self._widget
+        while obj is not None:
+            obj.installEventFilter(self)
+            obj = obj.parentWidget()
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
         widget = getattr(self, "_widget", None)  # Qt may call in while Python tears us down
         if widget is None:
             return False
         kind = event.type()
-        if obj is widget and kind == QEvent.Type.ParentChange and widget.parent() is None:
-            self._on_close(wait=False)
-        elif obj is not widget and kind == QEvent.Type.Close:  # the only other object watched is the window
+        if kind == QEvent.Type.ParentChange:
+            if obj is widget and widget.parent() is None:
+                self._on_close(wait=False)
+            else:
+                self._watch()
+        elif kind == QEvent.Type.Close and obj is not widget and obj is widget.window():
+            if not event.spontaneous():
+                # A programmatic close: viewer.close(), or napari's own File > Close after its confirmation.
+                self._on_close(wait=True)
+        elif kind == QEvent.Type.Hide and obj is widget.window() and obj is not widget and not event.spontaneous():
+            # The window went away after a close the user asked for (a spontaneous Close may still be refused).
             self._on_close(wait=True)
         return False
 
@@ -90,17 +180,30 @@ class _Selection(NamedTuple):
     note: str
 
 
-class _Job:
-    """What one run needs to place its results: the source layer and how its data was sliced."""
+class _Tick(NamedTuple):
+    """What the worker hands the GUI thread after a snapshot; images are rendered already."""
 
-    def __init__(self, layer, sel: _Selection, params):
+    snap: object
+    image: np.ndarray | None
+    kind: str  # "progress", "preview", "keep" or "final"
+
+
+class _Job:
+    """One run: its worker, the source layer, how its data was sliced, and what it has produced."""
+
+    def __init__(self, layer, sel: "_Selection", params: dict, iterations: int):
         self.layer = layer
         self.sel = sel
         self.params = params
-        self.last = None  # newest snapshot: the result if the run stops now
-        self.preview = None
+        self.iterations = iterations  # what the user set: iterations of the first plane (tile)
+        self.worker = None
+        self.stop_requested = threading.Event()
+        self.last = None  # newest snapshot
+        self.final = None  # the _Tick holding the result, once the worker has rendered it
+        self.preview = None  # the live preview layer
         self.error = None  # message of the exception that ended the run
-        self.pbar = None
+        self.unit_start = (0, 0, 0)  # (plane, tile, iteration) where the current plane/tile began
+        self.first_timed = None  # (iteration, seconds) of the first fitted iteration, for the ETA
 
     def layer_data(self, snap) -> np.ndarray:
         """The snapshot's estimate shaped as layer data (alpha restored, one-plane slab)."""
@@ -147,6 +250,7 @@ def _layer_kwargs(layer, sel: _Selection) -> dict:
         "affine": layer.affine,
         "blending": layer.blending,
         "rgb": layer.rgb,
+        "gamma": layer.gamma,
         "metadata": dict(layer.metadata),
     }
     for name in ("units", "axis_labels"):
@@ -169,6 +273,17 @@ def _layer_array(image: np.ndarray, sel: _Selection) -> np.ndarray:
     return image if sel.plane_index is None else image.reshape((1,) * len(sel.plane_index) + image.shape)
 
 
+def _plane_words(sel: _Selection) -> str:
+    return "" if sel.plane_index is None else " · plane " + ",".join(str(i) for i in sel.plane_index)
+
+
+def result_name(source: str, job: _Job, snap) -> str:
+    """What made a result, in its name: λ, iterations (or where it stopped), the plane."""
+    lam = f"λ={job.params['lam']:g}"
+    runs = f"{job.iterations} it" if snap.done else f"stopped at {snap.iteration}/{snap.total}"
+    return f"{source} · DIP-ℓ0 {lam}, {runs}{_plane_words(job.sel)}"
+
+
 class DipL0Widget(Container):
     """Run DIP-ℓ0 on an image layer and watch the estimate improve.
 
@@ -179,80 +294,172 @@ class DipL0Widget(Container):
         Restore and save the settings between sessions (off in tests).
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, persist: bool = True):
+    def __init__(self, viewer: "napari.viewer.Viewer", persist: bool = True):
         super().__init__(labels=True)
         self.viewer = viewer
         self._persist = persist
         smooth = PRESETS["smooth"]
-        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        self.mode = ComboBox(label="mode", choices=list(MODES), value="edge-preserving smoothing")
-        self.lam = FloatSpinBox(label="λ (ℓ0 weight)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
-                                tooltip="Weight of the ℓ0 gradient term on the [0, 1] intensity scale. "
-                                        "Larger: fewer, larger flat regions. Try it with 'ℓ0 preview'.")
-        self.iterations = SpinBox(label="iterations", value=smooth.iterations, min=1, max=100_000)
+        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True,
+                              tooltip="The image layer to work on (follows the layer selected in the layer list). "
+                                      "It is never changed: results are new layers.")
+        self.mode = ComboBox(label="mode", choices=list(MODES), value="edge-preserving smoothing",
+                             tooltip="Edge-preserving smoothing flattens texture and noise and keeps edges; "
+                                     "JPEG deblocking removes 8×8 block artefacts. Changing it loads the mode's "
+                                     "λ and iterations.")
+        self.lam = FloatSpinBox(label="λ (strength)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
+                                tooltip="Smoothing strength: weight of the ℓ0 gradient term, on the image's "
+                                        "intensities scaled to 0–1 (no unit; typical 0.005–0.1). Larger: fewer, "
+                                        "larger flat regions. 'ℓ0 preview' shows its effect in a second and "
+                                        "then follows λ as you change it.")
+        self.iterations = SpinBox(label="iterations", value=smooth.iterations, min=1, max=100_000,
+                                  tooltip="Optimisation steps for the image, or the first plane of a stack "
+                                          "(count). More: a closer fit and a longer run. Later planes start "
+                                          "from the previous one and take fewer.")
+        self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT,
+                               tooltip="Stacks and time series: only the plane shown in the viewer, or every "
+                                       "plane (each later plane starts from the previous one).")
+        self.replace = CheckBox(text="replace the previous result", value=False,
+                                tooltip="Replace this image's previous DIP-ℓ0 result instead of adding "
+                                        "another layer.")
+        self.advanced_button = PushButton(text="▸ Advanced settings",
+                                          tooltip="Seed, device, solver and how often to show and keep estimates.")
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1,
+                            tooltip="Random seed of the network (an integer, no unit). Same seed, same computer: "
+                                    "the same result.")
+        self.device = ComboBox(label="device", choices=_devices(), value="auto",
+                               tooltip="Where to compute. Automatic uses a GPU when there is one, else the CPU.")
+        self.l0_solver = ComboBox(label="ℓ0 solver", choices=_solver_choices(), value="auto",
+                                  tooltip="Algorithm of the ℓ0 step. Automatic takes the mode's preset; Region "
+                                          "Fusion gives sharp flat regions, FFT is faster and softer.")
         self.preview_every = SpinBox(label="preview every", value=10, min=1, max=10_000,
-                                     tooltip="Update the preview layer every N iterations")
+                                     tooltip="Update the live preview layer every N iterations (count; at most "
+                                             "5 times a second).")
         self.keep_every = SpinBox(label="keep every", value=0, min=0, max=100_000,
-                                  tooltip="Add the estimate as a new layer every M iterations (0: never)")
-        self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.device = ComboBox(label="device", choices=_devices(), value="auto")
-        self.l0_solver = ComboBox(label="ℓ0 solver", choices=list(L0_SOLVERS), value="region_fusion")
-        self.l0_button = PushButton(text="ℓ0 preview (fast)")
-        self.run_button = PushButton(text="Run")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.status = Label(value="idle")
-        self.extend([self.image, self.mode, self.lam, self.iterations, self.preview_every, self.keep_every,
-                     self.planes, self.seed, self.device, self.l0_solver, self.l0_button, self.run_button,
-                     self.stop_button, self.status])
+                                  tooltip="Also keep the estimate as a layer every M iterations (count; 0: "
+                                          "never), to compare stages.")
+        self.advanced = Container(widgets=[self.seed, self.device, self.l0_solver, self.preview_every,
+                                           self.keep_every], labels=True, visible=False)
+        self.l0_button = PushButton(text="ℓ0 preview (fast)",
+                                    tooltip="ℓ0 smoothing alone at this λ, in about a second, as a layer; it then "
+                                            "follows λ as you change it. Use it to choose λ before a run.")
+        self.run_button = PushButton(text="Run", tooltip="Start DIP-ℓ0 in the background.")
+        self.stop_button = PushButton(text="Stop", enabled=False,
+                                      tooltip="End the run after the current iteration and keep the estimate "
+                                              "so far as the result.")
+        self.progress = ProgressBar(value=0, min=0, max=1, label="progress", visible=False,
+                                    tooltip="Iterations done over all planes.")
+        self.status = Label(value="idle", label="status")
+        self.extend([self.image, self.mode, self.lam, self.iterations, self.planes, self.replace,
+                     self.advanced_button, self.advanced, self.l0_button, self.run_button, self.stop_button,
+                     self.progress, self.status])
+        self._locked = [self.image, self.mode, self.lam, self.iterations, self.planes, self.replace, self.seed,
+                        self.device, self.l0_solver, self.preview_every, self.keep_every, self.l0_button]
 
-        self.worker = None
+        self.state = RunState.IDLE
         self._job: _Job | None = None
+        self._closed = False
+        self._results = {}  # id(source layer) -> its newest result layer, for "replace"
+        self._l0_worker = None  # the ℓ0 preview being computed
+        self._l0_again = False  # λ changed while it was computed: compute once more
+        self._l0_layer = None  # the ℓ0 preview layer, which follows λ
+        self._l0_timer = QTimer()
+        self._l0_timer.setSingleShot(True)
+        self._l0_timer.setInterval(L0_DEBOUNCE_MS)
+        self._l0_timer.timeout.connect(self._l0_follow)
         if persist:
             self._restore_settings()
         self.mode.changed.connect(self._on_mode)
+        self.lam.changed.connect(self._on_lam)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.l0_button.changed.connect(self.l0_preview)
+        self.advanced_button.changed.connect(self._toggle_advanced)
         for name in _SETTINGS:
             getattr(self, name).changed.connect(self._save_settings)
+            getattr(self, name).changed.connect(self._clear_error)
+        self.image.changed.connect(self._clear_error)
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.active.connect(self._follow_selection)
-        self._closed = False
-        # napari has no public "window closing" event; its Qt main window is the one place to watch.
-        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        self._close_watcher = _CloseWatcher(self.native, window, self._shutdown)
+        self._close_watcher = _CloseWatcher(self.native, self._shutdown)
         self._follow_selection()
+
+    @property
+    def worker(self):
+        """The worker of the run in progress, or None when idle."""
+        return None if self._job is None else self._job.worker
+
+    # ----- the run's state machine --------------------------------------
+    def _set_state(self, state: RunState):
+        if state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"DIP-ℓ0 widget: no transition from {self.state.value} to {state.value}")
+        self.state = state
+        if self._closed:
+            return
+        idle = state is RunState.IDLE
+        for widget in self._locked:
+            widget.enabled = idle
+        self.run_button.enabled = idle
+        self.stop_button.enabled = state is RunState.RUNNING
+        self.progress.visible = not idle
+        self.run_button.tooltip = ("Start DIP-ℓ0 in the background." if idle else
+                                   "A run is going: settings are locked until it ends (or Stop it).")
 
     # ----- layer list -------------------------------------------------
     def _image_layers(self, _widget=None):
         return [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
 
     def _refresh_layers(self, event=None):
-        self.image.reset_choices()
+        if not self._closed:
+            self.image.reset_choices()
 
     def _follow_selection(self, event=None):
+        if self._closed:
+            return
         self.image.reset_choices()
+        if self.state is not RunState.IDLE:
+            return  # the picker is locked on the run's source
         active = self.viewer.layers.selection.active
         # Our own outputs get selected as napari adds them; the selector stays on the source.
         if isinstance(active, napari.layers.Image) and active in self.image.choices and "dip_l0" not in active.metadata:
             self.image.value = active
+        elif self.image.value is None:
+            self._pick_any()
+
+    def _pick_any(self):
+        """Choose some source image when none is chosen (e.g. after the chosen one was deleted)."""
+        sources = [lay for lay in self.image.choices if lay is not None and "dip_l0" not in lay.metadata]
+        if sources:
+            self.image.value = sources[-1]
 
     def _on_layer_removed(self, event):
         removed = event.value
-        if self._job is not None and removed is self._job.layer:
-            self.stop()
-        if self._job is not None and removed is self._job.preview:
-            self._job.preview = None
+        job = self._job
+        if job is not None and removed is job.layer:
+            self._abort("source layer removed: no result added")
+        if job is not None and removed is job.preview:
+            job.preview = None
+        if removed is self._l0_layer:
+            self._l0_layer = None
+        if self._closed:
+            return
         self.image.reset_choices()
+        if self.image.value is None and self.state is RunState.IDLE:
+            self._pick_any()
 
     def _on_mode(self, value=None):
         preset = PRESETS[MODES[self.mode.value]]
         self.lam.value = preset.lam
         self.iterations.value = preset.iterations
-        if MODES[self.mode.value] == "deblock":
-            self.l0_solver.value = "region_fusion"
+
+    def _toggle_advanced(self, value=None):
+        show = self.advanced.native.isHidden()
+        self.advanced.visible = show
+        self.advanced_button.text = ("▾" if show else "▸") + " Advanced settings"
+
+    def _clear_error(self, value=None):
+        if self.state is RunState.IDLE and str(self.status.value).startswith("error"):
+            self.status.value = "idle"
 
     # ----- settings ---------------------------------------------------
     def _save_settings(self, value=None):
@@ -270,53 +477,89 @@ class DipL0Widget(Container):
                 continue
             widget = getattr(self, name)
             try:
-                widget.value = type(widget.value)(value)
+                if isinstance(widget, ComboBox):
+                    if value in widget.choices:
+                        widget.value = value
+                elif isinstance(widget, CheckBox):
+                    widget.value = value in (True, "true", "True", 1, "1")
+                else:
+                    widget.value = type(widget.value)(value)
             except (TypeError, ValueError):
                 pass  # a stale or foreign value: keep the default
 
-    # ----- running ----------------------------------------------------
+    # ----- ℓ0 preview -------------------------------------------------
     def _notify_error(self, message: str):
         from napari.utils.notifications import show_error
 
         self.status.value = f"error: {message}"
         show_error(f"DIP-ℓ0: {message}")
 
-    def _set_running(self, running: bool):
-        self.run_button.enabled = not running
-        self.l0_button.enabled = not running
-        self.stop_button.enabled = running
+    def _on_lam(self, value=None):
+        # The ℓ0 preview follows λ once it has been asked for once (and while its layer is there).
+        if self._l0_layer is not None and self._l0_layer in self.viewer.layers and self.state is RunState.IDLE:
+            self._l0_timer.start()
+
+    def _l0_follow(self):
+        if self._l0_layer is not None and self._l0_layer in self.viewer.layers and not self._closed:
+            self.l0_preview()
 
     def l0_preview(self, value=None):
-        """ℓ0 smoothing alone at the current λ, as a layer: for choosing λ in a second."""
+        """ℓ0 smoothing alone at the current λ, as a layer, computed in a worker: for choosing λ."""
+        if self._l0_worker is not None:
+            self._l0_again = True  # one more once this one is done, with the newest λ
+            return
         layer = self.image.value
         if layer is None:
             self._notify_error("choose an image layer first")
             return
+        mode = MODES[self.mode.value]
+        method = _solver_arg(self.l0_solver.value, mode)
+        lam = float(self.lam.value)
         try:
             sel = _select(layer, CURRENT, self.viewer)
-            method = "fft" if self.l0_solver.value == "fft" else "region_fusion"
-            t0 = time.perf_counter()
-            result = l0_smooth(sel.data, self.lam.value, method=method, channel_axis=sel.channel_axis)
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
-        name = f"{layer.name} · ℓ0 (preview)"
-        kwargs = _layer_kwargs(layer, sel)
-        kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": self.lam.value, "version": __version__}
-        result = _layer_array(result, sel)
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = result
-            self.viewer.layers[name].metadata = kwargs["metadata"]
-        else:
-            self.viewer.add_image(result, name=name, **kwargs)
-        self.status.value = f"ℓ0 {method} λ={self.lam.value:g}: {time.perf_counter() - t0:.2f} s"
+        t0 = time.perf_counter()
 
+        def compute():
+            return _layer_array(l0_smooth(sel.data, lam, method=method, channel_axis=sel.channel_axis), sel)
+
+        worker = self._l0_worker = create_worker(compute, _ignore_errors=True)
+        worker.returned.connect(lambda result: self._l0_done(layer, sel, method, lam, result, t0))
+        worker.errored.connect(lambda exc: self._notify_error(f"{type(exc).__name__}: {exc}"))
+        worker.finished.connect(self._l0_finished)
+        self.status.value = f"ℓ0 preview λ={lam:g}…"
+        worker.start()
+
+    def _l0_done(self, layer, sel, method, lam, result, t0):
+        if self._closed or layer not in self.viewer.layers:
+            return
+        kwargs = _layer_kwargs(layer, sel)
+        kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "preview": True,
+                                        "version": __version__}
+        name = f"{layer.name} · ℓ0 λ={lam:g} (preview)"
+        target = self._l0_layer
+        if target is not None and target in self.viewer.layers and target.metadata.get("dip_l0_source") == id(layer):
+            target.data = result
+            target.metadata = {**kwargs["metadata"], "dip_l0_source": id(layer)}
+            target.name = name
+        else:
+            kwargs["metadata"]["dip_l0_source"] = id(layer)
+            self._l0_layer = self.viewer.add_image(result, name=name, **kwargs)
+        if self.state is RunState.IDLE:
+            self.status.value = f"ℓ0 preview λ={lam:g}: {time.perf_counter() - t0:.2f} s (follows λ)"
+
+    def _l0_finished(self):
+        self._l0_worker = None
+        if self._l0_again and not self._closed:
+            self._l0_again = False
+            self.l0_preview()
+
+    # ----- running ----------------------------------------------------
     def run(self, value=None):
         """Start DIP-ℓ0 on the chosen layer in a thread worker."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
-        if self.worker is not None:
+        if self.state is not RunState.IDLE or self._closed:
             return
         layer = self.image.value
         if layer is None:
@@ -329,7 +572,7 @@ class DipL0Widget(Container):
             "iterations": int(self.iterations.value),
             "seed": int(self.seed.value),
             "device": self.device.value,
-            "l0_solver": self.l0_solver.value if mode == "smooth" else "region_fusion",
+            "l0_solver": _solver_arg(self.l0_solver.value, mode),
         }
         try:
             sel = _select(layer, self.planes.value, self.viewer)
@@ -340,106 +583,159 @@ class DipL0Widget(Container):
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
-        job = self._job = _Job(layer, sel, params)
+        job = _Job(layer, sel, params, params["iterations"])
         preview_every = int(self.preview_every.value)
         keep_every = int(self.keep_every.value)
 
         def work():
-            # Runs in the worker thread: images are rendered here, never on the GUI thread.
+            # Runs in the worker thread: every image is rendered here, never on the GUI thread.
             last_render = 0.0
+            snap = None
             for snap in snapshots:
+                if job.stop_requested.is_set():
+                    break
                 now = time.perf_counter()
-                show = snap.done or snap.iteration == 0 or (
-                    snap.iteration % preview_every == 0 and now - last_render >= PREVIEW_INTERVAL)
-                keep = keep_every > 0 and snap.iteration > 0 and snap.iteration % keep_every == 0 and not snap.done
-                image = None
-                if show or keep:
-                    image = job.layer_data(snap)  # rendered here, off the GUI thread
+                if snap.done:
+                    yield _Tick(snap, job.layer_data(snap), "final")
+                    return
+                if keep_every > 0 and snap.iteration > 0 and snap.iteration % keep_every == 0:
+                    yield _Tick(snap, job.layer_data(snap), "keep")
+                elif snap.iteration == 0 or (
+                        snap.iteration % preview_every == 0 and now - last_render >= PREVIEW_INTERVAL):
                     last_render = now
-                yield snap, image, show, keep
+                    yield _Tick(snap, job.layer_data(snap), "preview")
+                else:
+                    yield _Tick(snap, None, "progress")
+            if snap is not None:  # stopped: the estimate so far is the result
+                yield _Tick(snap, job.layer_data(snap), "final")
 
-        total = job.params["iterations"] * n_planes(sel.data.shape, sel.channel_axis)
-        job.pbar = progress(total=total, desc=f"DIP-ℓ0 {layer.name}")
         # Errors are reported by _on_error as a notification, not re-raised.
-        worker = self.worker = create_worker(work, _ignore_errors=True)
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.status.value = "starting…"
+        job.worker = create_worker(work, _ignore_errors=True)
+        job.worker.yielded.connect(self._on_yielded)
+        job.worker.errored.connect(self._on_error)
+        job.worker.finished.connect(self._on_finished)
+        self._job = job
+        self._l0_timer.stop()
+        self._set_state(RunState.RUNNING)
+        self.progress.max = 0  # busy until the first snapshot
+        self.progress.value = 0
+        self.status.value = "preparing (building the network)…"
         if sel.note:
             from napari.utils.notifications import show_info
 
             show_info(f"DIP-ℓ0: {sel.note}")
-        worker.start()
+        job.worker.start()
 
     def stop(self, value=None):
         """Stop at the next iteration; the estimate so far becomes the result."""
-        if self.worker is not None and self._job is not None:
-            self.status.value = "stopping…"
-            self.worker.quit()
+        if self.state is RunState.RUNNING:
+            self._job.stop_requested.set()
+            self._set_state(RunState.STOPPING)
+            self.status.value = "stopping after this iteration…"
 
-    def _on_yielded(self, item):
-        # napari's progress bar and add_image can run the Qt event loop, so the
-        # finished/errored handlers may run in the middle of this one: state is
-        # written first, and the job is re-checked after each such call.
-        snap, image, show, keep = item
+    def _abort(self, message: str):
+        """End the run without a result (the source layer went away)."""
+        job = self._job
+        if job is None:
+            return
+        job.error = message
+        job.stop_requested.set()
+        job.worker.quit()
+        if self.state is RunState.RUNNING:
+            self._set_state(RunState.STOPPING)
+
+    def _progress_text(self, job: _Job, snap) -> str:
+        unit = (snap.plane, snap.tile)
+        if unit != job.unit_start[:2]:
+            job.unit_start = (snap.plane, snap.tile, snap.iteration)
+        if snap.planes * snap.tiles > 1:
+            first = job.iterations
+            rest = (snap.total - first * snap.tiles) // max(1, (snap.planes - 1) * snap.tiles)
+            count = first if snap.plane == 0 else rest
+            done_here = snap.iteration - job.unit_start[2]
+        else:
+            count, done_here = snap.total, snap.iteration
+        where = []
+        if snap.planes > 1:
+            where.append(f"plane {snap.plane + 1} of {snap.planes}")
+        if snap.tiles > 1:
+            where.append(f"tile {snap.tile + 1} of {snap.tiles}")
+        where.append(f"iteration {done_here} of {count}")
+        if snap.iteration >= 1 and job.first_timed is None:
+            job.first_timed = (snap.iteration, snap.seconds)
+        if job.first_timed is not None and snap.iteration > job.first_timed[0]:
+            rate = (snap.seconds - job.first_timed[1]) / (snap.iteration - job.first_timed[0])
+            where.append(_time_left(rate * (snap.total - snap.iteration)))
+        else:
+            where.append("estimating time left…")
+        return " · ".join(where)
+
+    def _on_yielded(self, tick: _Tick):
         job = self._job
         if job is None or job.error is not None or self._closed:
             return
-        job.last = snap
-        loss = f", loss {snap.losses['loss']:.2e}" if snap.losses else ""
-        plane = f", plane {snap.plane + 1}/{snap.planes}" if snap.planes > 1 else ""
-        if snap.tiles > 1:
-            plane += f", tile {snap.tile + 1}/{snap.tiles}"
-        self.status.value = f"iteration {snap.iteration}/{snap.total}{plane}{loss}, {snap.seconds:.1f} s"
-        layer = job.layer
-        if show:
-            data = image
-            if job.preview is None or job.preview not in self.viewer.layers:
-                kwargs = _layer_kwargs(layer, job.sel)
-                kwargs["metadata"]["dip_l0"] = {"preview": True}
-                job.preview = self.viewer.add_image(data, name=f"{layer.name} · DIP-ℓ0 (preview)", **kwargs)
-                if self._job is not job and job.preview in self.viewer.layers:
-                    self.viewer.layers.remove(job.preview)  # the run ended meanwhile
-                    return
-            else:
-                job.preview.data = data
-        if keep and self._job is job:
-            kwargs = _layer_kwargs(layer, job.sel)
+        snap = job.last = tick.snap
+        if self.progress.max != snap.total:
+            self.progress.max = snap.total
+        self.progress.value = snap.iteration
+        if self.state is RunState.RUNNING:
+            self.status.value = self._progress_text(job, snap)
+        if tick.kind == "final":
+            job.final = tick
+            return
+        if tick.kind == "progress":
+            return
+        kwargs = None
+        if job.preview is None or job.preview not in self.viewer.layers:
+            kwargs = _layer_kwargs(job.layer, job.sel)
+            kwargs["metadata"]["dip_l0"] = {"preview": True}
+            job.preview = self.viewer.add_image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 (live preview)",
+                                                **kwargs)
+        elif tick.kind == "preview":
+            job.preview.data = tick.image
+        if tick.kind == "keep":
+            kwargs = _layer_kwargs(job.layer, job.sel)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
-            self.viewer.add_image(image, name=f"{layer.name} · DIP-ℓ0 @{snap.iteration}", **kwargs)
-        if job.pbar is not None and self._job is job:
-            if job.pbar.total != snap.total:  # warm-started planes and tiles change the count
-                job.pbar.total = snap.total
-            job.pbar.update(snap.iteration - job.pbar.n)
+            kept = napari.layers.Image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 λ={job.params['lam']:g} "
+                                                        f"@{snap.iteration}{_plane_words(job.sel)}", **kwargs)
+            # Below the live preview, so that it stays in view.
+            self.viewer.layers.insert(self.viewer.layers.index(job.preview), kept)
 
     def _on_finished(self):
-        job, self._job, self.worker = self._job, None, None
-        if job is not None and job.pbar is not None:
-            job.pbar.close()
-        if self._closed:  # the widget (maybe the viewer) is gone: touch nothing
+        job, self._job = self._job, None
+        if self.state is not RunState.IDLE:
+            self._set_state(RunState.IDLE)
+        if self._closed or job is None:  # the widget (maybe the viewer) is gone: touch nothing
             return
-        self._set_running(False)
-        if job is None:
+        self.progress.visible = False
+        layers = self.viewer.layers
+        preview = job.preview if job.preview is not None and job.preview in layers else None
+        if job.error is not None or job.final is None:
+            if preview is not None:
+                layers.remove(preview)
+            if job.error is not None:
+                self.status.value = job.error if job.error.startswith("source") else f"error: {job.error}"
+            else:
+                self.status.value = "stopped before the first estimate"
             return
-        if job.preview is not None and job.preview in self.viewer.layers:
-            self.viewer.layers.remove(job.preview)
-        snap = job.last
-        if job.error is not None:
-            self.status.value = f"error: {job.error}"
-            return
-        if snap is None:
-            self.status.value = "stopped before the first estimate"
-            return
-        if job.layer not in self.viewer.layers:
-            self.status.value = "source layer removed: no result added"
-            return
+        snap, image = job.final.snap, job.final.image
         kwargs = _layer_kwargs(job.layer, job.sel)
         kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
-        self.viewer.add_image(job.layer_data(snap), name=f"{job.layer.name} · DIP-ℓ0", **kwargs)
-        state = "stopped" if not snap.done else "done"
-        self.status.value = f"{state} at iteration {snap.iteration}/{snap.total}, {snap.seconds:.1f} s"
+        name = result_name(job.layer.name, job, snap)
+        old = self._results.get(id(job.layer))
+        if self.replace.value and old is not None and old in layers:
+            layers.remove(old)
+        if preview is not None:
+            # The preview becomes the result: one data swap, no layer removed and added.
+            preview.data = image
+            preview.metadata = kwargs["metadata"]
+            preview.name = name
+            result = preview
+        else:
+            result = self.viewer.add_image(image, name=name, **kwargs)
+        self._results[id(job.layer)] = result
+        state = "done" if snap.done else f"stopped at iteration {snap.iteration} of {snap.total}"
+        self.status.value = f"{state} in {snap.seconds:.1f} s: {result.name}"
 
     def _on_error(self, exc):
         message = f"{type(exc).__name__}: {exc}"
@@ -450,16 +746,25 @@ class DipL0Widget(Container):
 
     def _shutdown(self, wait: bool = True):
         """Stop a running job because the widget or the viewer is closing: no layers are added after this."""
-        self._closed = True
-        if self.worker is None:
-            return
-        self.worker.quit()
+        if not self._closed:
+            self._closed = True
+            events = self.viewer.layers.events
+            for emitter, slot in ((events.inserted, self._refresh_layers), (events.removed, self._on_layer_removed),
+                                  (self.viewer.layers.selection.events.active, self._follow_selection)):
+                emitter.disconnect(slot)
+        self._l0_timer.stop()
+        if self._l0_worker is not None:
+            self._l0_worker.quit()
         job = self._job
-        if not wait and job is not None and job.preview is not None and job.preview in self.viewer.layers:
+        if job is None:
+            return
+        job.stop_requested.set()
+        job.worker.quit()
+        if not wait and job.preview is not None and job.preview in self.viewer.layers:
             self.viewer.layers.remove(job.preview)  # the viewer lives on: drop our temporary layer
         if wait:
             # The thread stops at its next iteration; wait so it never outlives the viewer.
-            self.worker.await_workers(msecs=30_000)
+            job.worker.await_workers(msecs=30_000)
 
 
 def _provenance(job: _Job, snap) -> dict:
@@ -475,21 +780,30 @@ def _provenance(job: _Job, snap) -> dict:
     }
 
 
-L0Method = Enum("L0Method", {name: name for name in L0_SOLVERS})
-
-
-def l0_widget(
-    image: napari.layers.Image,
-    lam: Annotated[float, {"min": 0.0, "max": 1.0, "step": 0.005, "label": "λ"}] = 0.03,
-    method: L0Method = L0Method.region_fusion,
-) -> napari.types.LayerDataTuple:
-    """ℓ0 gradient smoothing alone: a result in about a second, for choosing λ."""
-    if image is None:
-        raise ValueError("choose an image layer")
-    method = L0Method(method).value
+def _l0_layer_tuple(image, lam: float, method: str):
+    """ℓ0 smoothing of a whole layer, as a napari layer-data tuple (runs in a worker)."""
     sel = _select(image, ALL, None)
     result = _layer_array(l0_smooth(sel.data, lam, method=method, channel_axis=sel.channel_axis), sel)
     kwargs = _layer_kwargs(image, sel)
     kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "version": __version__}
-    kwargs["name"] = f"{image.name} · ℓ0"
+    kwargs["name"] = f"{image.name} · ℓ0 λ={lam:g} ({SOLVER_LABELS.get(method, method).split(' (')[0]})"
     return result, kwargs, "image"
+
+
+def l0_widget(
+    image: Annotated[napari.layers.Image, {"label": "image", "tooltip": "The image layer to smooth."}],
+    lam: Annotated[float, {"min": 0.0, "max": 1.0, "step": 0.005, "label": "λ (strength)",
+                           "tooltip": "Weight of the ℓ0 gradient term, on intensities scaled to 0–1 (no unit). "
+                                      "Larger: fewer, larger flat regions."}] = 0.03,
+    method: Annotated[str, {"widget_type": "ComboBox", "label": "ℓ0 solver",
+                            "choices": [(SOLVER_LABELS.get(n, n.replace("_", " ")), n) for n in L0_SOLVERS],
+                            "tooltip": "Region Fusion: exact, sharp flat regions. FFT: faster, softer."}
+                      ] = "region_fusion",
+) -> FunctionWorker[napari.types.LayerDataTuple]:
+    """ℓ0 gradient smoothing alone, computed in the background: a result in about a second, for choosing λ."""
+    if image is None:
+        raise ValueError("choose an image layer")
+    worker = create_worker(_l0_layer_tuple, image, float(lam), method, _ignore_errors=False)
+    # napari connects worker.returned to adding the layer once this returns; start after that.
+    QTimer.singleShot(0, worker.start)
+    return worker
