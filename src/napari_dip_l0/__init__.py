@@ -10,9 +10,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from .core.admm import Snapshot, iter_dip_l0
 from .core.api import dip_l0_deblock, dip_l0_smooth, l0_smooth
 from .core.presets import PRESETS, Preset
+from .core.run import DipL0Run, Snapshot, iter_dip_l0
 
 __all__ = [
     "__version__",
@@ -20,6 +20,7 @@ __all__ = [
     "dip_l0_smooth",
     "dip_l0_deblock",
     "iter_dip_l0",
+    "DipL0Run",
     "Snapshot",
     "Preset",
     "PRESETS",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .admm import iter_dip_l0
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
-from .layout import check_image, check_lam, from_planes, to_planes
+from .layout import PlaneReader, check_image, check_lam
+from .run import DipL0Run
 
 __all__ = ["l0_smooth", "dip_l0_smooth", "dip_l0_deblock"]
 
@@ -32,27 +32,28 @@ def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis:
     -------
     ndarray
         Same shape and dtype as ``image``, values within its range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0 import l0_smooth
+    >>> image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    >>> flat = l0_smooth(image, 0.05, channel_axis=-1)
+    >>> flat.shape, flat.dtype
+    ((64, 64, 3), dtype('uint8'))
+    >>> len(np.unique(flat.reshape(-1, 3), axis=0)) < len(np.unique(image.reshape(-1, 3), axis=0))
+    True
     """
     arr, channel_axis = check_image(image, channel_axis)
-    arr = np.asarray(arr)  # a dask array: ℓ0 smoothing alone is fast, and needs whole planes
     lam = check_lam(lam)
     if method not in L0_SOLVERS:
         raise ValueError(f"unknown method {method!r}; expected one of {L0_SOLVERS}")
-    planes, layout = to_planes(arr, channel_axis)
-    if layout.constant:
-        return arr.copy()
+    reader = PlaneReader(arr, channel_axis)
     solve = region_fusion if method == "region_fusion" else fft_l0
-    out = np.empty_like(planes)
-    for p, plane in enumerate(planes):
-        out[p] = solve(plane, lam)
-    return from_planes(out, layout)
-
-
-def _final(snapshots) -> np.ndarray:
-    last = None
-    for last in snapshots:
-        pass
-    return last.image
+    out = reader.new_output()
+    for p in range(len(reader)):
+        reader.store(out, p, solve(reader.read(p), lam))
+    return reader.assemble(out)
 
 
 def dip_l0_smooth(
@@ -63,7 +64,7 @@ def dip_l0_smooth(
     channel_axis: int | None = None,
     seed: int = 0,
     device: str = "auto",
-    l0_solver: str = "region_fusion",
+    l0_solver: str | None = None,
     warm_start: bool = True,
     tile_size: int | None = None,
 ) -> np.ndarray:
@@ -87,11 +88,11 @@ def dip_l0_smooth(
         input gives a bit-identical result.
     device : str
         'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda' or 'mps'.
-    l0_solver : {'region_fusion', 'fft'}
-        ℓ0 solver of the ADMM v-step.
+    l0_solver : {'region_fusion', 'fft'}, optional
+        ℓ0 solver of the ADMM v-step; ``None`` takes the preset's.
     warm_start : bool
         Start each plane of a stack from the previous plane's network and
-        solver state, with a third of the iterations (see :func:`iter_dip_l0`).
+        solver state, with a third of the iterations (see :class:`DipL0Run`).
     tile_size : int, optional
         Planes with a side above this (default 1024) are processed in
         overlapping, seamlessly blended tiles, which bounds memory. A run that
@@ -104,14 +105,20 @@ def dip_l0_smooth(
 
     See Also
     --------
+    DipL0Run : the same run as an object to step, iterate or stop.
     iter_dip_l0 : the same run as a generator of snapshots.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0 import dip_l0_smooth
+    >>> image = np.random.default_rng(0).integers(0, 4096, (48, 48), dtype=np.uint16)
+    >>> out = dip_l0_smooth(image, 0.03, iterations=5, device="cpu")
+    >>> out.shape, out.dtype
+    ((48, 48), dtype('uint16'))
     """
-    return _final(
-        iter_dip_l0(
-            image, "smooth", lam=lam, iterations=iterations, channel_axis=channel_axis,
-            seed=seed, device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
-        )
-    )
+    return DipL0Run(image, "smooth", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
+                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size).run()
 
 
 def dip_l0_deblock(
@@ -122,22 +129,27 @@ def dip_l0_deblock(
     channel_axis: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    l0_solver: str | None = None,
     warm_start: bool = True,
     tile_size: int | None = None,
 ) -> np.ndarray:
     """JPEG artifact removal by DIP-ℓ0, with defaults for heavy compression (quality ~10).
 
     Parameters are those of :func:`dip_l0_smooth`; ``None`` takes the
-    'deblock' preset's values. The v-step uses Region Fusion.
+    'deblock' preset's values.
 
     Returns
     -------
     ndarray
         Same shape and dtype as ``image``, values within its range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0 import dip_l0_deblock
+    >>> jpeg = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    >>> dip_l0_deblock(jpeg, iterations=3, channel_axis=-1, device="cpu").shape
+    (32, 32, 3)
     """
-    return _final(
-        iter_dip_l0(
-            image, "deblock", lam=lam, iterations=iterations, channel_axis=channel_axis,
-            seed=seed, device=device, warm_start=warm_start, tile_size=tile_size,
-        )
-    )
+    return DipL0Run(image, "deblock", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
+                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size).run()

@@ -280,7 +280,7 @@ def fft_l0(
     lam : float
         Weight of the ℓ0 term.
     kappa : float
-        Growth factor of the splitting weight ``beta`` (from ``2 * lam``).
+        Growth factor of the splitting weight ``beta`` (from ``2 * min(lam, 1)``).
     beta_max : float
         The splitting stops when ``beta`` reaches this value.
 
@@ -301,7 +301,11 @@ def fft_l0(
     spectrum = _difference_spectrum(h, w, image.device, image.dtype)
     f_image = torch.fft.rfft2(image)
     s = image
-    beta = 2.0 * lam
+    # Xu et al. start at beta = 2 lam, whose first threshold lam / beta is 0.5
+    # whatever lam is: a large lam then saturates (and from 5e4 on, with beta
+    # past beta_max, returned its input). Starting no higher than 2 lets a
+    # large lam zero every gradient at first, so results keep flattening.
+    beta = 2.0 * min(lam, 1.0)
     while beta < beta_max:
         gx = torch.roll(s, -1, dims=-1) - s
         gy = torch.roll(s, -1, dims=-2) - s

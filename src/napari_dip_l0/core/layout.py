@@ -1,8 +1,10 @@
-"""Validation of user arrays, and the round trip to normalised float planes.
+"""Validation of what callers pass, and the round trip to normalised float planes.
 
-Every array enters the solvers as float32 planes of shape ``(N, H, W, C)`` on
-the [0, 1] scale (``N`` = all leading axes flattened, ``C`` = channels or 1)
-and leaves in the caller's dtype, value range and axis order.
+Every array enters the solvers as float32 planes of shape ``(H, W, C)`` on the
+[0, 1] scale (one plane per index of the leading axes, ``C`` = channels or 1),
+read one at a time by :class:`PlaneReader`, and leaves in the caller's dtype,
+value range and axis order. Every ``check_*`` function raises ``TypeError`` or
+``ValueError`` naming the problem, so front ends report it before any work.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 __all__ = [
     "Layout", "PlaneReader", "assemble", "check_image", "check_data_range", "check_lam", "check_positive_int",
-    "is_lazy", "n_planes", "to_planes", "from_planes",
+    "check_seed", "check_bool", "resolve_device", "is_lazy", "n_planes",
 ]
 
 
@@ -23,34 +25,15 @@ def is_lazy(arr) -> bool:
     return hasattr(arr, "chunks") and callable(getattr(arr, "compute", None))
 
 
-@dataclass(frozen=True)
-class Layout:
-    """What is needed to map normalised planes back to the caller's array."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    channel_axis: int | None
-    lo: float
-    hi: float
-
-    @property
-    def constant(self) -> bool:
-        return not self.hi > self.lo
-
-    @property
-    def plane_shape(self) -> tuple[int, int, int]:
-        """(H, W, C) of one plane."""
-        shape = list(self.shape)
-        channels = shape.pop(self.channel_axis) if self.channel_axis is not None else 1
-        return shape[-2], shape[-1], channels
-
+# ----- checks -------------------------------------------------------------
 
 def check_image(image, channel_axis: int | None = None) -> tuple[np.ndarray, int | None]:
     """Validate an image and its channel axis.
 
-    Returns the image as an ndarray (no copy where possible) and the channel
-    axis as a non-negative int or None. Raises ``TypeError`` for data that is
-    not real numbers and ``ValueError`` for unusable shapes or values.
+    Returns the image as an ndarray (no copy where possible; a dask array is
+    kept lazy) and the channel axis as a non-negative int or None. Finite
+    values are checked here for in-memory arrays and by :class:`PlaneReader`
+    (in the same pass as the range) for lazy ones.
     """
     if isinstance(image, (str, bytes)):
         raise TypeError("image must be an array of numbers, got a string")
@@ -79,7 +62,7 @@ def check_image(image, channel_axis: int | None = None) -> tuple[np.ndarray, int
     sides = [s for ax, s in enumerate(arr.shape) if ax != channel_axis][-2:]
     if min(sides) < 2:
         raise ValueError(f"image's spatial sides must be at least 2 pixels, got {tuple(sides)}")
-    if kind == "f" and not bool(np.isfinite(arr).all()):
+    if kind == "f" and not is_lazy(arr) and not bool(np.isfinite(arr).all()):
         raise ValueError("image contains NaN or infinite values")
     return arr, channel_axis
 
@@ -94,11 +77,26 @@ def check_lam(lam) -> float:
     return lam
 
 
-def n_planes(shape: tuple[int, ...], channel_axis: int | None) -> int:
-    """Number of 2-D planes (product of the axes before Y, X; channels excluded)."""
-    axis = None if channel_axis is None else channel_axis % len(shape)
-    dims = [s for ax, s in enumerate(shape) if ax != axis]
-    return int(np.prod(dims[:-2], dtype=np.int64))
+def check_positive_int(value, name: str) -> int:
+    """Validate a count such as ``iterations``: an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    """Validate a random seed: an int >= 0."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def check_data_range(data_range) -> tuple[float, float] | None:
@@ -114,76 +112,162 @@ def check_data_range(data_range) -> tuple[float, float] | None:
     return lo, hi
 
 
-def check_positive_int(value, name: str) -> int:
-    """Validate a count such as ``iterations``: an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+def resolve_device(device="auto"):
+    """'auto' picks CUDA, then MPS, then the CPU; other names must be usable here. Returns a torch.device."""
+    import torch
 
-
-def to_planes(arr: np.ndarray, channel_axis: int | None) -> tuple[np.ndarray, Layout]:
-    """Turn a validated array into float32 planes (N, H, W, C) on [0, 1].
-
-    The range is the data's own minimum and maximum over the whole array, so
-    ``lam`` means the same for every plane of a stack and for any dtype.
-    """
-    lo = float(arr.min())
-    hi = float(arr.max())
-    layout = Layout(tuple(arr.shape), arr.dtype, channel_axis, lo, hi)
-    work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
-    h, w, c = layout.plane_shape
-    # astype always copies, so the caller's array is never written to.
-    planes = work.reshape(-1, h, w, c).astype(np.float32)
-    if not layout.constant:
-        planes -= np.float32(lo)
-        planes *= np.float32(1.0 / (hi - lo))
-        np.clip(planes, 0.0, 1.0, out=planes)
+    if isinstance(device, torch.device):
+        name = str(device)
+    elif isinstance(device, str):
+        name = device.strip().lower()
     else:
-        planes[...] = 0.0
-    return planes, layout
+        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not mps_ok:
+        raise ValueError(f"device {device!r} requested but MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return dev
 
 
-def from_planes(planes: np.ndarray, layout: Layout) -> np.ndarray:
-    """Map float planes on [0, 1] back to the caller's dtype, range and axes."""
-    if layout.constant:
-        return np.full(layout.shape, layout.lo, dtype=layout.dtype)
-    return assemble(_to_dtype(planes, layout), layout)
+def n_planes(shape: tuple[int, ...], channel_axis: int | None) -> int:
+    """Number of 2-D planes (product of the axes before Y, X; channels excluded)."""
+    axis = None if channel_axis is None else channel_axis % len(shape)
+    dims = [s for ax, s in enumerate(shape) if ax != axis]
+    return int(np.prod(dims[:-2], dtype=np.int64))
 
 
-def _to_dtype(values: np.ndarray, layout: Layout) -> np.ndarray:
-    """[0, 1] floats to the caller's dtype and range; shape unchanged."""
-    values = np.clip(np.asarray(values, np.float64), 0.0, 1.0) * (layout.hi - layout.lo) + layout.lo
-    lo, hi = layout.lo, layout.hi
-    if layout.dtype.kind in "iu":
-        values = np.rint(values)
-        info = np.iinfo(layout.dtype)  # an explicit data_range may exceed the dtype
-        lo, hi = max(lo, info.min), min(hi, info.max)
-    np.clip(values, lo, hi, out=values)
-    return values.astype(layout.dtype, copy=False)
+# ----- normalisation ------------------------------------------------------
+
+# Largest float64 below 2**64: the most steps a uint64 can take from a float.
+_BELOW_2_64 = float(np.nextafter(2.0**64, 0))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What is needed to map normalised planes back to the caller's array.
+
+    ``lo`` and ``hi`` are the intensities mapped to 0 and 1: Python ints for
+    integer data (so 64-bit values keep every level), floats otherwise.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    channel_axis: int | None
+    lo: float
+    hi: float
+
+    @property
+    def constant(self) -> bool:
+        return not self.hi > self.lo
+
+    @property
+    def plane_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one plane."""
+        shape = list(self.shape)
+        channels = shape.pop(self.channel_axis) if self.channel_axis is not None else 1
+        return shape[-2], shape[-1], channels
+
+    @property
+    def _exact(self) -> bool:
+        # Integer data with integer bounds: differences are taken in modular
+        # uint64 arithmetic, exact for any int64/uint64 values.
+        return self.dtype.kind in "iu" and isinstance(self.lo, int) and isinstance(self.hi, int)
+
+    def _clip_bounds(self) -> tuple:
+        """The result's bounds: the range, within what the dtype can hold."""
+        info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else np.finfo(self.dtype)
+        lo, hi = max(self.lo, info.min), min(self.hi, info.max)
+        return (int(lo), int(hi)) if self.dtype.kind in "iu" else (float(lo), float(hi))
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Values in the caller's dtype to float32 on [0, 1] (clipped); always a new array.
+
+        The range is taken off in float64 (or exactly, for integers) before
+        the values become float32, so large offsets keep their levels.
+        """
+        if self.constant:
+            return np.zeros(raw.shape, np.float32)
+        if self._exact:
+            lo, hi = self._clip_bounds()
+            steps = np.clip(raw, lo, hi).astype(np.uint64) - np.uint64(self.lo % 2**64)
+            x = steps.astype(np.float64) / float(self.hi - self.lo)
+        else:
+            # Halves keep hi - lo finite for float64 data near its limits; scaling by 0.5 is exact.
+            x = (raw.astype(np.float64) * 0.5 - self.lo * 0.5) / (self.hi * 0.5 - self.lo * 0.5)
+        np.clip(x, 0.0, 1.0, out=x)
+        return x.astype(np.float32)
+
+    def denormalise(self, values: np.ndarray) -> np.ndarray:
+        """[0, 1] floats to the caller's dtype and range; shape unchanged."""
+        v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
+        lo, hi = self._clip_bounds()
+        if self._exact:
+            steps = np.minimum(np.rint(v * float(self.hi - self.lo)), _BELOW_2_64).astype(np.uint64)
+            steps[v >= 1.0] = self.hi - self.lo  # the top level exactly, which float64 may not hold
+            res = (steps + np.uint64(self.lo % 2**64)).view(np.dtype(f"{self.dtype.kind}8"))
+            return np.clip(res, lo, hi).astype(self.dtype)
+        x = (v * (self.hi * 0.5 - self.lo * 0.5) + self.lo * 0.5) * 2.0
+        if self.dtype.kind in "iu":
+            x = np.rint(x)
+        np.clip(x, lo, hi, out=x)
+        return x.astype(self.dtype)
+
+
+def _bounds(dtype: np.dtype, lo, hi) -> tuple:
+    """(lo, hi) as Python ints for integer data with whole-number bounds, else floats."""
+    if dtype.kind in "iu" and float(lo).is_integer() and float(hi).is_integer():
+        return int(lo), int(hi)
+    return float(lo), float(hi)
 
 
 class PlaneReader:
     """An image seen as normalised float32 planes ``(H, W, C)``, read one at a time.
 
-    Unlike :func:`to_planes` it never holds the whole image as floats, and it
-    reads a dask array one plane (or one window of a plane) at a time, so a
-    large stack costs one plane of working memory. Results are collected in
-    the caller's dtype by :meth:`new_output` / :meth:`store` and mapped back
-    to the caller's axis order by :meth:`assemble`.
+    It never holds the whole image as floats, and it reads a dask array one
+    plane (or one window of a plane) at a time, so a large stack costs one
+    plane of working memory. Results are collected in the caller's dtype by
+    :meth:`new_output` / :meth:`store` and mapped back to the caller's axis
+    order by :meth:`assemble`.
+
+    Parameters
+    ----------
+    arr : ndarray or dask array
+        A validated image (see :func:`check_image`).
+    channel_axis : int or None
+    data_range : (float, float), optional
+        Intensities mapped to 0 and 1; ``None`` takes the image's own minimum
+        and maximum (one pass over a dask array, which also checks that its
+        values are finite).
     """
 
     def __init__(self, arr, channel_axis: int | None, data_range: tuple[float, float] | None = None):
-        if data_range is not None:
-            lo, hi = data_range
-        elif is_lazy(arr):
+        if is_lazy(arr):
             import dask
+            import dask.array as da
 
-            lo, hi = dask.compute(arr.min(), arr.max())
-        else:
+            finite = da.isfinite(arr).all() if arr.dtype.kind == "f" else True
+            lo, hi, finite = dask.compute(arr.min(), arr.max(), finite) if data_range is None else (
+                *data_range, dask.compute(finite)[0])
+            if not finite:
+                raise ValueError("image contains NaN or infinite values")
+        elif data_range is None:
             lo, hi = arr.min(), arr.max()
-        self.layout = Layout(tuple(arr.shape), np.dtype(arr.dtype), channel_axis, float(lo), float(hi))
+        else:
+            lo, hi = data_range
+        dtype = np.dtype(arr.dtype)
+        self.layout = Layout(tuple(arr.shape), dtype, channel_axis, *_bounds(dtype, lo, hi))
         self._work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
         self._lead = tuple(self._work.shape[:-3])
 
@@ -193,25 +277,14 @@ class PlaneReader:
     def _index(self, p: int) -> tuple:
         return tuple(int(i) for i in np.unravel_index(p, self._lead)) if self._lead else ()
 
-    def read(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
-        """Plane ``p`` (or a (rows, cols) window of it) as float32 (h, w, C) on [0, 1]; a new array."""
-        index = self._index(p) + (window if window is not None else ())
-        raw = self._work[index]
-        raw = np.asarray(raw.compute() if is_lazy(raw) else raw)
-        plane = raw.astype(np.float32)  # always a copy: the caller's data is never written to
-        lo, hi = self.layout.lo, self.layout.hi
-        if hi > lo:
-            plane -= np.float32(lo)
-            plane *= np.float32(1.0 / (hi - lo))
-            np.clip(plane, 0.0, 1.0, out=plane)
-        else:
-            plane[...] = 0.0
-        return plane
-
-    def raw(self, p: int) -> np.ndarray:
-        """Plane ``p`` as given, ``(H, W, C)`` in the caller's dtype."""
-        raw = self._work[self._index(p)]
+    def raw(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Plane ``p`` (or a (rows, cols) window of it) as given, ``(h, w, C)`` in the caller's dtype."""
+        raw = self._work[self._index(p) + (window if window is not None else ())]
         return np.asarray(raw.compute() if is_lazy(raw) else raw)
+
+    def read(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Plane ``p`` (or a window of it) as float32 ``(h, w, C)`` on [0, 1]; a new array."""
+        return self.layout.normalise(self.raw(p, window))
 
     def new_output(self) -> np.ndarray:
         """An empty buffer ``(N, H, W, C)`` in the caller's dtype, for :meth:`store`."""
@@ -220,7 +293,7 @@ class PlaneReader:
 
     def store(self, out: np.ndarray, p: int, values: np.ndarray) -> None:
         """Write [0, 1] float plane ``values`` into plane ``p`` of ``out`` in the caller's dtype."""
-        out[p] = _to_dtype(values, self.layout)
+        out[p] = self.layout.denormalise(values)
 
     def assemble(self, out: np.ndarray) -> np.ndarray:
         """The ``(N, H, W, C)`` buffer in the caller's shape and axis order."""

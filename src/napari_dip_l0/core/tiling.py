@@ -17,8 +17,8 @@ import numpy as np
 from .network import padded_size
 from .presets import Preset
 
-__all__ = ["DEFAULT_TILE_SIZE", "DEFAULT_OVERLAP", "check_tiling", "tile_grid", "blend_weights",
-           "estimate_memory", "available_memory", "format_bytes"]
+__all__ = ["DEFAULT_TILE_SIZE", "DEFAULT_OVERLAP", "check_tiling", "tile_grid", "blend_weights", "Mosaic",
+           "estimate_memory", "check_memory", "available_memory", "format_bytes"]
 
 #: Planes with a side above this are tiled unless told otherwise; 1024² RGB
 #: peaks near 2.3 GiB at width 16 (benchmarks/speed.py --scaling).
@@ -29,15 +29,22 @@ DEFAULT_OVERLAP = 64
 _MIN_TILE = 64
 
 
-def check_tiling(tile_size, overlap) -> tuple[int, int]:
-    """Validate ``tile_size`` (None: the default) and ``overlap``; return ints."""
+def check_tiling(tile_size=None, overlap=None) -> tuple[int, int]:
+    """Validate ``tile_size`` and ``overlap`` and return them as ints.
+
+    ``None`` takes the defaults: tiles of :data:`DEFAULT_TILE_SIZE`, and an
+    overlap of :data:`DEFAULT_OVERLAP` or a quarter of the tile if that is less.
+    """
     if tile_size is None:
         tile_size = DEFAULT_TILE_SIZE
-    for name, value in (("tile_size", tile_size), ("tile_overlap", overlap)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {value!r}")
+    if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral):
+        raise TypeError(f"tile_size must be an int, got {tile_size!r}")
     if tile_size < _MIN_TILE:
         raise ValueError(f"tile_size must be at least {_MIN_TILE} pixels, got {tile_size}")
+    if overlap is None:
+        overlap = min(DEFAULT_OVERLAP, tile_size // 4)
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
+        raise TypeError(f"tile_overlap must be an int, got {overlap!r}")
     if not 0 <= overlap < tile_size // 2:
         raise ValueError(f"tile_overlap must be at least 0 and below tile_size/2 ({tile_size // 2}), got {overlap}")
     return int(tile_size), int(overlap)
@@ -78,6 +85,63 @@ def blend_weights(window: tuple[slice, slice], height: int, width: int, overlap:
     """Weights (h, w) of one tile: 1 inside, ramping down towards edges shared with another tile."""
     rows, cols = window
     return np.outer(_ramp(rows.start, rows.stop, height, overlap), _ramp(cols.start, cols.stop, width, overlap))
+
+
+class Mosaic:
+    """A plane assembled from blended tiles; pixels no tile has reached show the input.
+
+    Parameters
+    ----------
+    plane : ndarray (H, W, C)
+        The normalised input plane.
+    windows : list of (slice, slice)
+        The tiles, from :func:`tile_grid`.
+    overlap : int
+        Pixels shared by neighbouring tiles.
+    """
+
+    def __init__(self, plane: np.ndarray, windows, overlap: int):
+        self.plane = plane
+        self.windows = windows
+        self.overlap = overlap
+        self.single = len(windows) == 1
+        if not self.single:
+            self.acc = np.zeros_like(plane)
+            self.wsum = np.zeros((*plane.shape[:2], 1), np.float32)
+        self.last: np.ndarray | None = None
+
+    def _weights(self, t: int) -> np.ndarray:
+        h, w = self.plane.shape[:2]
+        return blend_weights(self.windows[t], h, w, self.overlap)[..., None]
+
+    def add(self, t: int, est: np.ndarray) -> None:
+        """Blend in tile ``t``'s final estimate."""
+        if self.single:
+            self.last = est
+            return
+        win, wt = self.windows[t], self._weights(t)
+        self.acc[win] += wt * est
+        self.wsum[win] += wt
+
+    def _blend(self, acc, wsum) -> np.ndarray:
+        res = self.plane.copy()
+        covered = wsum[..., 0] > 0
+        res[covered] = acc[covered] / wsum[covered]
+        return res
+
+    def preview(self, t: int, est: np.ndarray) -> np.ndarray:
+        """The plane with tile ``t`` at estimate ``est`` blended in (the mosaic is unchanged)."""
+        if self.single:
+            return est
+        acc, wsum = self.acc.copy(), self.wsum.copy()
+        win, wt = self.windows[t], self._weights(t)
+        acc[win] += wt * est
+        wsum[win] += wt
+        return self._blend(acc, wsum)
+
+    def result(self) -> np.ndarray:
+        """The blended plane (with one tile, its estimate as it is)."""
+        return self.last if self.single else self._blend(self.acc, self.wsum)
 
 
 # Peak bytes per pixel of the network's padded input for one fit, measured with
@@ -129,3 +193,28 @@ def available_memory() -> int | None:
 
 def format_bytes(n: float) -> str:
     return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def check_memory(shape, channel_axis, dtype, preset: Preset, tile_size: int, overlap: int,
+                 max_memory: int | None = None) -> int:
+    """Refuse, with a ``MemoryError`` saying what would not fit, a run whose estimate exceeds the budget.
+
+    ``max_memory`` (bytes) defaults to what the system reports as available.
+    Returns the estimate in bytes.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    need = estimate_memory(shape, channel_axis, itemsize, preset, tile_size, overlap)
+    if max_memory is None:
+        budget, what = available_memory(), "available"
+    else:
+        if isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Real) or not max_memory > 0:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+        budget, what = int(max_memory), "allowed (max_memory)"
+    if budget is not None and need > budget:
+        fit = estimate_memory(shape, channel_axis, itemsize, preset, 256, min(overlap, 64))
+        hint = f"; tiles of 256 pixels would need about {format_bytes(fit)}" if fit < need else ""
+        raise MemoryError(
+            f"DIP-ℓ0 on an image of shape {tuple(shape)} with tiles of at most {tile_size} pixels needs about "
+            f"{format_bytes(need)} but only {format_bytes(budget)} is {what}{hint}"
+        )
+    return need

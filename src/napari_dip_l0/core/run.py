@@ -1,0 +1,313 @@
+"""One DIP-ℓ0 run over an image: its settings, planes, tiles and snapshots.
+
+Every front end (the API functions, the CLI, batches, the napari widget,
+benchmarks and tests) drives a :class:`DipL0Run`; none of them re-implements
+its loop, its mode rules or its validation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from .admm import AdmmFit, to_numpy
+from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
+                     check_seed, resolve_device)
+from .presets import Preset, get_preset
+from .tiling import Mosaic, check_memory, check_tiling, tile_grid
+
+__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0"]
+
+
+class Snapshot:
+    """One step of a DIP-ℓ0 run.
+
+    Attributes
+    ----------
+    iteration, total : int
+        Iterations done and planned, counted over all planes and tiles.
+    plane, planes : int
+        Index of the plane being fitted and the number of planes.
+    tile, tiles : int
+        Index of the tile of that plane being fitted and the number of tiles
+        per plane (1 when the plane is not tiled).
+    losses : dict of str to float
+        ``data`` (mean squared misfit to the input), ``coupling`` (mean squared
+        ``g - v + u``) and ``loss`` (the θ-step objective), on the [0, 1]
+        scale; empty for the iteration-0 preview of a plane.
+    seconds : float
+        Wall time since the run started.
+    preset : Preset
+        The settings of the run.
+    image : ndarray
+        The whole image at this snapshot in the input's dtype, range and
+        shape: finished planes final, the current one at this estimate, later
+        ones as given. Built on first access, so snapshots nobody looks at
+        cost nothing (not even a copy from the GPU).
+    """
+
+    def __init__(self, iteration: int, total: int, plane: int, planes: int, losses: dict, seconds: float,
+                 render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1):
+        self.iteration = iteration
+        self.total = total
+        self.plane = plane
+        self.planes = planes
+        self.tile = tile
+        self.tiles = tiles
+        self.losses = losses
+        self.seconds = seconds
+        self.preset = preset
+        self._render = render
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        return self._render()
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.total
+
+    def __repr__(self) -> str:
+        return (f"Snapshot(iteration={self.iteration}/{self.total}, plane={self.plane}/{self.planes}, "
+                f"losses={self.losses}, seconds={self.seconds:.2f})")
+
+
+class DipL0Run:
+    """DIP-ℓ0 on one image, as an object to step, iterate or run to the end.
+
+    All arguments are checked when the run is made, before any work, so bad
+    input raises ``TypeError``/``ValueError`` (or ``MemoryError`` for a run
+    that would not fit) at the call.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image, optionally with a channel axis and leading axes (Z, T, ...)
+        that are processed plane by plane. Any real dtype. A dask array is
+        read one plane at a time.
+    mode : {'smooth', 'deblock'}
+        Which shipped preset to start from (ignored when ``preset`` is given).
+    lam : float, optional
+        Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
+        data's own range). ``None`` takes the preset's.
+    iterations : int, optional
+        ADMM iterations per plane (per tile). ``None`` takes the preset's.
+    l0_solver : {'region_fusion', 'fft'}, optional
+        Solver of the v-step; ``None`` takes the preset's.
+    preset : Preset, optional
+        Full settings; ``lam``, ``iterations`` and ``l0_solver`` still override it.
+    channel_axis : int, optional
+        Axis of colour or other channels, smoothed jointly.
+    seed : int
+        Seed of the network weights and input noise. Same seed, same CPU,
+        same input: a bit-identical result.
+    device : str
+        'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
+    warm_start : bool
+        Start each plane after the first from the previous plane's network
+        weights, optimiser state and ADMM dual (tile by tile: each tile from
+        the same tile of the previous plane), instead of afresh.
+    warm_iterations : int, optional
+        Iterations of each warm-started plane or tile; ``None`` takes the
+        preset's ``warm_fraction`` of ``iterations``.
+    tile_size : int, optional
+        Planes with a side above this are fitted in overlapping tiles of at
+        most ``tile_size`` pixels a side, blended without seams, so memory
+        depends on the tile and not on the image. ``None`` means 1024.
+    tile_overlap : int, optional
+        Pixels shared by neighbouring tiles, blended linearly; ``None`` means
+        64, or a quarter of the tile if less.
+    max_memory : int, optional
+        Bytes the run may use; ``None`` takes the memory the system reports
+        as available. A run whose estimate exceeds it is refused with a
+        ``MemoryError`` before any work.
+    data_range : (float, float), optional
+        Intensities mapped to 0 and 1, and the range of the result (values
+        outside it are clipped). ``None`` takes the image's own minimum and
+        maximum. Give it to treat separately processed planes of one stack
+        alike: ``lam`` is measured on this scale.
+
+    Attributes
+    ----------
+    preset : Preset
+        The settings in force (the mode's preset with the overrides applied).
+    total : int
+        Iterations over all planes and tiles.
+    last : Snapshot or None
+        The newest snapshot: its ``image`` is the estimate so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0 import DipL0Run
+    >>> image = np.random.default_rng(0).random((32, 32))
+    >>> run = DipL0Run(image, lam=0.03, iterations=4, device="cpu")
+    >>> first = run.step()                # iteration 0: the ℓ0 warm start, a preview
+    >>> first.iteration, run.total
+    (0, 4)
+    >>> result = run.run()                # the rest; stopping earlier keeps run.last.image
+    >>> result.shape, run.last.done
+    ((32, 32), True)
+
+    Iterating gives the snapshots one by one:
+
+    >>> [s.iteration for s in DipL0Run(image, iterations=3, device="cpu")]
+    [0, 1, 2, 3]
+    """
+
+    def __init__(
+        self,
+        image,
+        mode: str = "smooth",
+        *,
+        lam: float | None = None,
+        iterations: int | None = None,
+        l0_solver: str | None = None,
+        preset: Preset | None = None,
+        channel_axis: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        warm_start: bool = True,
+        warm_iterations: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        max_memory: int | None = None,
+        data_range: tuple[float, float] | None = None,
+    ):
+        arr, channel_axis = check_image(image, channel_axis)
+        if preset is None:
+            preset = get_preset(mode)
+        elif not isinstance(preset, Preset):
+            raise TypeError(f"preset must be a Preset, got {type(preset).__name__}")
+        overrides = {}
+        if lam is not None:
+            overrides["lam"] = check_lam(lam)
+        if iterations is not None:
+            overrides["iterations"] = check_positive_int(iterations, "iterations")
+        if l0_solver is not None:
+            overrides["l0_solver"] = l0_solver
+        self.preset = replace(preset, **overrides)  # Preset checks its fields
+        self.warm_start = check_bool(warm_start, "warm_start")
+        if not warm_start:
+            warm_iterations = self.preset.iterations
+        elif warm_iterations is None:
+            warm_iterations = max(1, round(self.preset.warm_fraction * self.preset.iterations))
+        self.warm_iterations = check_positive_int(warm_iterations, "warm_iterations")
+        self.seed = check_seed(seed)
+        self.device = resolve_device(device)
+        self.tile_size, self.tile_overlap = check_tiling(tile_size, tile_overlap)
+        check_memory(arr.shape, channel_axis, arr.dtype, self.preset, self.tile_size, self.tile_overlap, max_memory)
+        self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range))
+        h, w, _ = self.reader.layout.plane_shape
+        self.windows = tile_grid(h, w, self.tile_size, self.tile_overlap)
+        # Warm-started tiles (all but the first plane's) need fewer iterations.
+        n = len(self.reader)
+        self._counts = [self.preset.iterations] * len(self.windows) + [self.warm_iterations] * (
+            (n - 1) * len(self.windows))
+        self.total = sum(self._counts)
+        self.last: Snapshot | None = None
+        self._snapshots = self._generate()
+
+    # ----- driving ------------------------------------------------------
+    def step(self) -> Snapshot | None:
+        """Advance one iteration (or give the next plane's preview); ``None`` once the run is done."""
+        snap = next(self._snapshots, None)
+        if snap is not None:
+            self.last = snap
+        return snap
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        while (snap := self.step()) is not None:
+            yield snap
+
+    def run(self) -> np.ndarray:
+        """Run to the end (from wherever the run is) and return the result."""
+        for _ in self:
+            pass
+        return self.last.image
+
+    # ----- the loop -----------------------------------------------------
+    def _generate(self) -> Iterator[Snapshot]:
+        t0 = time.perf_counter()
+        reader, layout, preset = self.reader, self.reader.layout, self.preset
+        n, tiles = len(reader), len(self.windows)
+
+        def snapshot(done, p, t, losses, render):
+            return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0, render, preset,
+                            tile=t, tiles=tiles)
+
+        if layout.constant:
+            yield snapshot(self.total, n - 1, tiles - 1, {}, lambda: np.full(layout.shape, layout.lo, layout.dtype))
+            return
+        out = reader.new_output()  # plane p is filled when it is done
+        fits: list[AdmmFit | None] = [None] * tiles  # tile t of plane p warm-starts from tile t of plane p - 1
+        inputs: dict = {}
+        done = 0
+        for p in range(n):
+            plane = reader.read(p)
+            mosaic = Mosaic(plane, self.windows, self.tile_overlap)
+            for t, window in enumerate(self.windows):
+                tile = plane[window]
+                fit = fits[t] if self.warm_start else None
+                if fit is None:
+                    fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs)
+                preview = fit.start(tile)
+                yield snapshot(done, p, t, {}, self._renderer(out, p, mosaic, t, lambda: preview))
+                its = self._counts[p * tiles + t]
+                for k in range(1, its + 1):
+                    losses = fit.step()
+                    estimate = fit.estimate
+                    yield snapshot(done + k, p, t, losses,
+                                   self._renderer(out, p, mosaic, t, lambda e=estimate: to_numpy(e)))
+                mosaic.add(t, to_numpy(fit.estimate))
+                done += its
+            reader.store(out, p, mosaic.result())
+
+    def _renderer(self, out: np.ndarray, p: int, mosaic: Mosaic, t: int, estimate: Callable[[], np.ndarray]):
+        """The whole image at a snapshot: planes before ``p`` final, ``p`` current, later ones as given."""
+        reader = self.reader
+
+        def render():
+            buf = np.empty_like(out)
+            buf[:p] = out[:p]
+            reader.store(buf, p, mosaic.preview(t, estimate()))
+            for q in range(p + 1, len(buf)):
+                buf[q] = reader.raw(q)
+            return reader.assemble(buf)
+
+        return render
+
+
+def iter_dip_l0(image, mode: str = "smooth", **kwargs) -> Iterator[Snapshot]:
+    """Run DIP-ℓ0 and yield a :class:`Snapshot` after every iteration.
+
+    The same as iterating ``DipL0Run(image, mode, **kwargs)``; see
+    :class:`DipL0Run` for the parameters. Arguments are checked at the call,
+    before any work.
+
+    Yields
+    ------
+    Snapshot
+        For each plane (and tile), first an iteration-0 snapshot holding the
+        ℓ0-only (FFT solver) warm start, a preview in about a second, then one
+        per iteration; the last has ``iteration == total``. Closing the
+        generator early is safe; the last snapshot received holds the
+        estimate so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0 import iter_dip_l0
+    >>> image = np.random.default_rng(0).random((32, 32, 3))
+    >>> for snap in iter_dip_l0(image, lam=0.03, iterations=20, channel_axis=-1, device="cpu"):
+    ...     if snap.iteration == 5:
+    ...         break                      # stop whenever the estimate looks right
+    >>> snap.image.shape
+    (32, 32, 3)
+    """
+    return iter(DipL0Run(image, mode, **kwargs))
