@@ -141,7 +141,7 @@ def test_batch_input_errors(inputs, tmp_path, capsys):
                  *ITS]) == 2
     assert "would both be written" in capsys.readouterr().err
     assert main(["batch", str(src), "-o", str(src), *ITS]) == 2
-    assert "overwrite its input" in capsys.readouterr().err
+    assert "would overwrite the input" in capsys.readouterr().err
     assert main(["batch", str(src), "-o", str(tmp_path / "o"), "--workers", "2", "--scheduler", "tcp://x:1",
                  *ITS]) == 2
     assert os.path.isdir(tmp_path / "o") is False or not os.listdir(tmp_path / "o")

@@ -13,20 +13,20 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .core.imageio import (JPEG, PNG, TIFF, check_writable, guess_channel_axis, join_alpha, quiet_tifffile,
-                           read_image, split_png_alpha, write_image)
+from .core.imageio import (SUPPORTED, check_output, check_run_memory, colour_shape, describe, first_line, join_alpha,
+                           read, split_alpha, temp_prefix, write_image)
 from .core.layout import Layout, PlaneReader, assemble, n_planes
 
 __all__ = ["BatchOptions", "Task", "Summary", "find_inputs", "plan", "run_batch", "local_cluster_size"]
 
-_SUPPORTED = TIFF + PNG + JPEG
 _PARTS = ".dip-l0-parts"
+_PART_TEMP = ".part."
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class BatchOptions:
     device: str = "cpu"
     tile_size: int | None = None
     warm_start: bool = True
+    l0_solver: str | None = None  # None: the preset's
 
 
 @dataclass
@@ -84,14 +85,14 @@ def find_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUPPORTED
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED
                             and not p.name.startswith("."))
         elif path.is_file():
             found.append(path)
         else:
             raise FileNotFoundError(f"input not found: {path}")
     if not found:
-        raise ValueError("no input images found (looked for .tif, .tiff, .png, .jpg, .jpeg)")
+        raise ValueError(f"no input images found (looked for {', '.join(SUPPORTED)})")
     return found
 
 
@@ -100,39 +101,16 @@ def _output_path(path: Path, outdir: Path, fmt: str | None) -> Path:
     return outdir / (path.stem + suffix)
 
 
-def _stored_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype without reading pixels where the format allows (TIFF); else a full read."""
-    if path.suffix.lower() in TIFF:
-        import tifffile
-
-        try:
-            with quiet_tifffile(), tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                return tuple(series.shape), np.dtype(series.dtype)
-        except Exception as exc:  # tifffile raises many types for damaged files
-            raise ValueError(f"cannot read {path}: {exc}") from None
-    image = read_image(path)
-    return image.shape, image.dtype
-
-
-def _resolve_axis(shape: tuple[int, ...], requested) -> int | None:
-    if requested == "auto":
-        guess = guess_channel_axis(np.broadcast_to(np.zeros((), np.uint8), shape))
-        return None if guess is None else guess % len(shape)
-    if requested is None:
-        return None
-    if not -len(shape) <= requested < len(shape):
-        raise ValueError(f"channel_axis {requested} is out of range for shape {shape}")
-    return requested % len(shape)
-
-
 def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_planes: bool = False,
          fmt: str | None = None) -> tuple[list[Task], Summary]:
     """Tasks still to run, and a summary holding what is already done or cannot run.
 
-    Raises ``ValueError`` when two inputs would write the same output or an
-    output would overwrite its input. With ``split_planes``, stacks whose
-    header cannot be read are put in the summary as failed.
+    Every input is described from its header and every output checked (type
+    against the input's dtype and layout, never an input's path) here,
+    before any task runs: an input that cannot be read or an output that
+    cannot hold it is put in the summary as failed. Raises ``ValueError``
+    when two inputs would write the same output or an output would
+    overwrite an input.
     """
     summary = Summary()
     tasks: list[Task] = []
@@ -142,22 +120,23 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
         if out in seen:
             raise ValueError(f"{path} and {seen[out]} would both be written to {out}; rename one")
         seen[out] = path
-        if out.resolve() == path.resolve():
-            raise ValueError(f"output {out} would overwrite its input; choose another output folder")
+        for other in inputs:
+            if out.resolve() == Path(other).resolve():
+                raise ValueError(f"output {out} would overwrite the input {other}; choose another output folder")
+    for path in inputs:
+        out = _output_path(path, outdir, fmt)
         if out.exists():
             summary.skipped.append(out)
             continue
-        if not split_planes:
-            tasks.append(Task(path, out))
-            continue
         try:
-            shape, dtype = _stored_shape(path)
-            check_writable(out, dtype)
-            n = n_planes(shape, _resolve_axis(shape, options.channel_axis))
+            info = describe(path)
+            axis = info.channel_axis(options.channel_axis)
+            check_output(out, info.shape, info.dtype, inputs=inputs, probe=False)
+            n = n_planes(colour_shape(info, axis), axis)
         except (ValueError, TypeError, OSError) as exc:
-            summary.failed[path] = _first_line(exc)
+            summary.failed[path] = first_line(exc)
             continue
-        if n == 1:
+        if not split_planes or n == 1:
             tasks.append(Task(path, out))
             continue
         parts = _parts_dir(Task(path, out))
@@ -171,11 +150,6 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
     return tasks, summary
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -184,14 +158,11 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_range=None) -> np.ndarray:
-    from .core.admm import iter_dip_l0
+    from .core.run import DipL0Run
 
-    last = None
-    for last in iter_dip_l0(image, options.mode, lam=options.lam, iterations=options.iterations,
-                            channel_axis=channel_axis, seed=options.seed, device=options.device,
-                            tile_size=options.tile_size, warm_start=options.warm_start, data_range=data_range):
-        pass
-    return last.image
+    return DipL0Run(image, options.mode, lam=options.lam, iterations=options.iterations, l0_solver=options.l0_solver,
+                    channel_axis=channel_axis, seed=options.seed, device=options.device, tile_size=options.tile_size,
+                    warm_start=options.warm_start, data_range=data_range).run()
 
 
 def process_file(task: Task, options: BatchOptions, threads: int | None = None) -> dict:
@@ -202,15 +173,16 @@ def process_file(task: Task, options: BatchOptions, threads: int | None = None) 
     t0 = time.perf_counter()
     try:
         _set_threads(threads)
-        image = read_image(task.input)
-        check_writable(task.output, image.dtype)
-        axis = _resolve_axis(image.shape, options.channel_axis)
+        info = describe(task.input)
+        axis = info.channel_axis(options.channel_axis)
+        check_output(task.output, info.shape, info.dtype, probe=False)
+        check_run_memory(info, axis, mode=options.mode, tile_size=options.tile_size)
+        colour, alpha = split_alpha(read(info), info, axis)
         if task.plane is None:
-            colour, alpha = split_png_alpha(image, axis, task.input)
-            write_image(task.output, join_alpha(_run_image(colour, axis, options), alpha, axis))
-            planes = n_planes(image.shape, axis)
+            write_image(task.output, join_alpha(_run_image(colour, axis, options), alpha))
+            planes = n_planes(colour.shape, axis)
         else:
-            reader = PlaneReader(image, axis)  # the whole stack's range, so every plane means the same
+            reader = PlaneReader(colour, axis)  # the whole stack's range, so every plane means the same
             lo, hi = reader.layout.lo, reader.layout.hi
             plane = reader.raw(task.plane)
             result = plane.copy() if not hi > lo else _run_image(plane, -1, options, (lo, hi))
@@ -218,12 +190,12 @@ def process_file(task: Task, options: BatchOptions, threads: int | None = None) 
             planes = 1
         return {"status": "done", "message": "", "planes": planes, "seconds": time.perf_counter() - t0}
     except Exception as exc:  # one bad file must not stop the batch
-        return {"status": "failed", "message": _first_line(exc), "planes": 0, "seconds": time.perf_counter() - t0}
+        return {"status": "failed", "message": first_line(exc), "planes": 0, "seconds": time.perf_counter() - t0}
 
 
 def _save_part(path: Path, plane: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part.", suffix=".npy", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_PART_TEMP, suffix=".npy", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, plane)
@@ -235,12 +207,14 @@ def _save_part(path: Path, plane: np.ndarray) -> None:
 
 def assemble_parts(task: Task, options: BatchOptions) -> None:
     """Write a split stack's output from its finished planes, then drop the parts (runs on the client)."""
-    shape, dtype = _stored_shape(task.input)
-    axis = _resolve_axis(shape, options.channel_axis)
+    info = describe(task.input)
+    axis = info.channel_axis(options.channel_axis)
     parts = _parts_dir(task)
     planes = np.stack([np.load(parts / f"plane_{p:06d}.npy") for p in range(task.planes)])
-    layout = Layout(tuple(shape), np.dtype(dtype), axis, 0.0, 1.0)
-    write_image(task.output, assemble(planes, layout))
+    result = assemble(planes, Layout(colour_shape(info, axis), info.dtype, axis, 0.0, 1.0))
+    if info.alpha:  # kept as it was, as for a whole file
+        result = join_alpha(result, split_alpha(read(info), info, axis)[1])
+    write_image(task.output, result)
     shutil.rmtree(parts, ignore_errors=True)
     try:
         parts.parent.rmdir()  # the parts folder, once no other stack uses it
@@ -287,33 +261,30 @@ def _task_on_worker(task: Task, options: BatchOptions, plan_: dict[str, int], fi
 
 
 def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, scheduler: str | None = None,
-              workers: int | None = None, threads_per_task: int | None = None) -> Iterator[tuple[Task, dict]]:
+              workers: int | None = None, threads_per_task: int | None = None,
+              stop: Callable[[], bool] | None = None) -> Iterator[tuple[Task, dict]]:
     """Run ``tasks`` on dask.distributed, yielding (task, result) as each finishes; fills ``summary``.
 
     A LocalCluster of ``workers`` processes (default: :func:`local_cluster_size`)
-    when ``scheduler`` is None, else the scheduler at that address.
+    when ``scheduler`` is None, else the scheduler at that address. When
+    ``stop()`` turns true (the CLI's Ctrl-C), no further result is waited
+    for: the cluster is closed, ``summary.interrupted`` is set, and
+    ``summary.done`` lists the outputs that are on disk, including any a
+    worker finished meanwhile. The local workers ignore SIGINT (a Ctrl-C
+    reaches the whole process group) and are stopped by the closing.
     """
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
     except ImportError:
         raise ImportError("batch runs need dask.distributed: pip install 'napari-dip-l0[batch]'") from None
-    import logging
 
+    stop = stop or (lambda: False)
     t0 = time.perf_counter()
     cluster = None
     if scheduler is None:
-        import dask
-
-        n, threads = local_cluster_size(workers)
-        # dask's default worker environment (malloc trimmed at 64 kB, OpenMP sized for one thread)
-        # made a 1-worker batch 1.8x slower (benchmarks/batch.py; 14x the system time over the run).
-        environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                   "OPENBLAS_NUM_THREADS": "1"}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
+        cluster, fixed = _local_cluster(workers)
         client = Client(cluster)
-        fixed = threads_per_task or threads
+        fixed = threads_per_task or fixed
     else:
         client = Client(scheduler, timeout="20s")
         fixed = threads_per_task
@@ -327,29 +298,73 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
         # pure=False: a rerun must really run, not be served from the scheduler's memory
         futures = {client.submit(_task_on_worker, t, options, plan_, fixed, pure=False, retries=0): t for t in runs}
         for t in tasks:  # stacks whose planes all finished in an earlier run
-            if t not in runs:
+            if t not in runs and not stop():
                 yield t, _assemble_result(t, options, summary)
-        for fut in as_completed(futures):
+        finished = as_completed(futures)
+        while not stop() and not finished.is_empty():
+            if not finished.has_ready():
+                time.sleep(0.05)  # a Ctrl-C is seen within this, not only when the next task ends
+                continue
+            fut = next(finished)
             task = futures[fut]
             try:
                 result = fut.result()
             except Exception as exc:  # a worker died (out of memory, killed)
-                result = {"status": "failed", "message": f"worker lost: {_first_line(exc)}", "planes": 0,
+                result = {"status": "failed", "message": f"worker lost: {first_line(exc)}", "planes": 0,
                           "seconds": 0.0}
             _record(summary, task, result)
             yield task, result
             if task.plane is not None:
                 left[task.output] -= 1
-                if left[task.output] == 0 and task.input not in summary.failed:
+                if left[task.output] == 0 and task.input not in summary.failed and not stop():
                     _assemble_result(Task(task.input, task.output, None, task.planes), options, summary)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        raise
+        summary.interrupted = summary.interrupted or stop()
     finally:
         summary.seconds = time.perf_counter() - t0
         client.close()
         if cluster is not None:
             cluster.close()
+        if cluster is not None:  # a remote cluster's workers may still be writing: theirs to finish
+            _sweep(tasks)
+        for t in tasks:  # what is on disk now: a worker may have finished a file after the last result was seen
+            if t.plane is None and t.output.exists() and t.output not in summary.done:
+                summary.done.append(t.output)
+
+
+def _local_cluster(workers: int | None):
+    """A LocalCluster sized by :func:`local_cluster_size`, its workers deaf to SIGINT; (cluster, threads per task)."""
+    import logging
+    import signal
+
+    import dask
+    from distributed import LocalCluster
+
+    n, threads = local_cluster_size(workers)
+    # dask's default worker environment (malloc trimmed at 64 kB, OpenMP sized for one thread)
+    # made a 1-worker batch 1.8x slower (benchmarks/batch.py; 14x the system time over the run).
+    environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1"}
+    # Worker processes inherit an ignored SIGINT (a Python-level handler is not inherited), so a Ctrl-C to
+    # the process group leaves them to the client, which closes the cluster: no tracebacks from every worker.
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return cluster, threads
+
+
+def _sweep(tasks: list[Task]) -> None:
+    """Remove temporary files that a worker stopped mid-write left beside the outputs and parts."""
+    for folder, pattern in {(t.output.parent, temp_prefix(t.output) + "*") for t in tasks} | {
+            (t.part.parent, _PART_TEMP + "*") for t in tasks if t.part is not None}:
+        for stray in folder.glob(pattern):
+            stray.unlink(missing_ok=True)
 
 
 def _assemble_result(task: Task, options: BatchOptions, summary: Summary) -> dict:
@@ -357,7 +372,7 @@ def _assemble_result(task: Task, options: BatchOptions, summary: Summary) -> dic
         assemble_parts(task, options)
         result = {"status": "done", "message": "", "planes": 0, "seconds": 0.0}
     except Exception as exc:
-        result = {"status": "failed", "message": f"assembling planes: {_first_line(exc)}", "planes": 0,
+        result = {"status": "failed", "message": f"assembling planes: {first_line(exc)}", "planes": 0,
                   "seconds": 0.0}
     _record(summary, task, result)
     return result
@@ -368,5 +383,5 @@ def _record(summary: Summary, task: Task, result: dict) -> None:
         summary.failed.setdefault(task.input, result["message"])
     else:
         summary.planes += result["planes"]
-        if (task.plane is None) and task.output.exists() and task.output not in summary.done:
+        if task.plane is None and task.output.exists() and task.output not in summary.done:
             summary.done.append(task.output)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .core.admm import iter_dip_l0
 from .core.api import l0_smooth
+from .core.imageio import (SUPPORTED, FileInfo, check_output, check_run_memory, describe, first_line, join_alpha,
+                           read, snapshot_path, split_alpha, write_image)
 from .core.l0 import L0_SOLVERS
-from .core.imageio import check_writable, guess_channel_axis, join_alpha, read_image, split_png_alpha, write_image
 from .core.presets import PRESETS
+from .core.run import DipL0Run
 
 __all__ = ["main"]
 
@@ -69,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def io_args(p):
-        p.add_argument("input", type=Path, help="input image (.tif/.tiff, .png, .jpg)")
+        p.add_argument("input", type=Path, help=f"input image ({', '.join(SUPPORTED)})")
         p.add_argument("-o", "--output", type=Path, required=True, help="output image; TIFF keeps the input's dtype")
         p.add_argument("--channel-axis", type=_channel_axis, default="auto",
                        help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
@@ -83,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"ADMM iterations per plane (default {preset.iterations})")
         p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-        if mode == "smooth":
-            p.add_argument("--l0-solver", choices=L0_SOLVERS, default="region_fusion", help="v-step solver")
+        p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None,
+                       help=f"ℓ0 step solver (default: the preset's, {preset.l0_solver})")
         p.add_argument("--tile-size", type=_int_at_least(64), default=None,
                        help="planes with a side above this are processed in blended tiles (default 1024)")
         p.add_argument("--cold-start", action="store_true",
@@ -112,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=_int_at_least(64), default=None, help="tile side for large planes (default 1024)")
     p.add_argument("--format", choices=["tif", "png", "jpg"], default=None,
                    help="output file type (default: the input's)")
+    p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None, help="ℓ0 step solver (default: the preset's)")
+    p.add_argument("--cold-start", action="store_true",
+                   help="fit every plane of a stack afresh, with the full iterations (default: each plane starts "
+                        "from the previous one's network, with a third of them)")
     p.add_argument("--split-planes", action="store_true",
                    help="one task per plane of a stack (parallel, but each plane starts cold instead of from the "
                         "previous one)")
@@ -140,23 +148,60 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve_channel_axis(image: np.ndarray, requested, path: Path):
-    if requested == "auto":
-        return guess_channel_axis(image)
-    if requested is not None and not -image.ndim <= requested < image.ndim:
-        raise CLIError(f"--channel-axis {requested} is out of range for {path} with shape {image.shape}")
-    return requested
+class Interrupts:
+    """Ctrl-C (SIGINT) noted, not raised, while a command runs.
+
+    A ``KeyboardInterrupt`` raised inside numba's Region Fusion kernel comes
+    out as a ``SystemError`` with the work lost, and one raised inside a
+    write could leave half a file; so SIGINT only sets a flag, which the
+    commands check where stopping is safe: between DIP-ℓ0 iterations (the
+    estimate so far is written), before a write (nothing is written), and
+    while ``l0`` waits for its solver thread (which is left behind).
+    """
+
+    def __init__(self):
+        self.count = 0
+        self._previous = None
+
+    def __enter__(self) -> "Interrupts":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        except ValueError:  # not the main thread: signals go elsewhere
+            self._previous = None
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.count += 1
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
-def _read_input(args) -> np.ndarray:
-    """Check both paths, read the input and check the output can hold its dtype, before any work."""
-    if not args.input.is_file():
-        raise CLIError(f"input file not found: {args.input}")
-    if args.output.resolve() == args.input.resolve():
-        raise CLIError("output would overwrite the input; choose another file name")
-    image = read_image(args.input)
-    check_writable(args.output, image.dtype)
-    return image
+class Interrupted(Exception):
+    """Raised by a command that stops on Ctrl-C with nothing written; its text is the one line shown."""
+
+
+def _stop_if(interrupts: Interrupts, what: str = "nothing written") -> None:
+    if interrupts:
+        raise Interrupted(f"interrupted; {what}")
+
+
+def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileInfo, int | None]:
+    """Everything that can be refused, from the input's header and before any pixel is decoded.
+
+    The input's description and channel axis; the output's type, folder and
+    name (never an input, nor a ``--save-every`` name that is one); the
+    memory of the decode and the run.
+    """
+    info = describe(args.input)
+    axis = info.channel_axis(args.channel_axis)
+    check_output(args.output, info.shape, info.dtype, inputs=[args.input], snapshots=snapshots)
+    check_run_memory(info, axis, mode=mode, tile_size=getattr(args, "tile_size", None))
+    return info, axis
 
 
 def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
@@ -165,56 +210,44 @@ def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
     return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_dip(image, channel_axis, *, mode, lam, iterations, seed, device, l0_solver, quiet, on_snapshot=None,
-             tile_size=None, warm_start=True):
-    """Consume the DIP-ℓ0 generator with a progress bar; Ctrl-C keeps the estimate so far."""
-    snapshots = iter_dip_l0(image, mode, lam=lam, iterations=iterations, channel_axis=channel_axis,
-                            seed=seed, device=device, l0_solver=l0_solver, tile_size=tile_size,
-                            warm_start=warm_start)
-    last = None
-    bar = None
-    interrupted = False
+def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_snapshot=None, **settings):
+    """Drive a :class:`DipL0Run` with a progress bar until it ends or Ctrl-C; returns its last snapshot."""
+    run = DipL0Run(image, mode, channel_axis=channel_axis, **settings)  # checks every setting, before any work
+    _stop_if(interrupts)
+    bar = _progress(run.total, quiet, f"DIP-ℓ0 {mode}")
     try:
-        for snap in snapshots:
-            if bar is None:
-                bar = _progress(snap.total, quiet, f"DIP-ℓ0 {mode}")
+        for snap in run:
             bar.update(snap.iteration - bar.n)
             if snap.losses:
                 extra = {"tile": f"{snap.tile + 1}/{snap.tiles}"} if snap.tiles > 1 else {}
                 bar.set_postfix(loss=f"{snap.losses['loss']:.2e}", plane=f"{snap.plane + 1}/{snap.planes}", **extra,
                                 refresh=False)
-            last = snap
             if on_snapshot is not None:
                 on_snapshot(snap)
-    except KeyboardInterrupt:
-        interrupted = True
-        snapshots.close()
+            if interrupts:
+                break
     finally:
-        if bar is not None:
-            bar.close()
-    return last, interrupted
+        bar.close()
+    return run.last
 
 
-def _cmd_dip(args) -> int:
-    image = _read_input(args)
-    channel_axis = _resolve_channel_axis(image, args.channel_axis, args.input)
-    colour, alpha = split_png_alpha(image, channel_axis, args.input)
+def _cmd_dip(args, interrupts: Interrupts) -> int:
+    info, axis = _prepare(args, mode=args.command, snapshots=args.save_every > 0)
+    image = read(info)
+    _stop_if(interrupts)
+    colour, alpha = split_alpha(image, info, axis)
     out = args.output
 
     def save_every(snap):
         if args.save_every and snap.iteration and snap.iteration % args.save_every == 0 and not snap.done:
-            name = out.with_name(f"{out.stem}_iter{snap.iteration:05d}{out.suffix}")
-            write_image(name, join_alpha(snap.image, alpha, channel_axis))
+            write_image(snapshot_path(out, snap.iteration), join_alpha(snap.image, alpha))
 
-    last, interrupted = _run_dip(
-        colour, channel_axis, mode=args.command, lam=args.lam, iterations=args.iterations, seed=args.seed,
-        device=args.device, l0_solver=getattr(args, "l0_solver", "region_fusion"), quiet=args.quiet,
-        on_snapshot=save_every, tile_size=args.tile_size, warm_start=not args.cold_start,
-    )
-    if last is None:
-        raise CLIError("interrupted before the first estimate")
-    write_image(out, join_alpha(last.image, alpha, channel_axis))
-    if interrupted:
+    last = _run_dip(colour, axis, mode=args.command, quiet=args.quiet, interrupts=interrupts,
+                    on_snapshot=save_every, lam=args.lam, iterations=args.iterations, seed=args.seed,
+                    device=args.device, l0_solver=args.l0_solver, tile_size=args.tile_size,
+                    warm_start=not args.cold_start)
+    write_image(out, join_alpha(last.image, alpha))
+    if interrupts:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
               file=sys.stderr)
         return 130
@@ -222,49 +255,89 @@ def _cmd_dip(args) -> int:
     return 0
 
 
-def _cmd_batch(args) -> int:
+def _cmd_batch(args, interrupts: Interrupts) -> int:
     from .batch import BatchOptions, find_inputs, plan, run_batch
 
     if args.scheduler is not None and args.workers is not None:
         raise CLIError("--workers sets up a local cluster; with --scheduler the cluster's own workers are used")
     inputs = find_inputs(args.inputs)
+    if args.outdir.exists() and not args.outdir.is_dir():
+        raise CLIError(f"output folder {args.outdir} is a file")
     args.outdir.mkdir(parents=True, exist_ok=True)
+    check_output(args.outdir / "probe.tif", (2, 2), np.uint8)  # the folder takes new files
     options = BatchOptions(mode=args.mode, lam=args.lam, iterations=args.iterations, seed=args.seed,
-                           channel_axis=args.channel_axis, device=args.device, tile_size=args.tile_size)
+                           channel_axis=args.channel_axis, device=args.device, tile_size=args.tile_size,
+                           l0_solver=args.l0_solver, warm_start=not args.cold_start)
     tasks, summary = plan(inputs, args.outdir, options=options, split_planes=args.split_planes, fmt=args.format)
     if summary.skipped:
         print(f"dip-l0: {len(summary.skipped)} output(s) already in {args.outdir}: skipped", file=sys.stderr)
+    for path, why in summary.failed.items():
+        print(f"dip-l0: refused: {path}: {why}", file=sys.stderr)
     bar = _progress(len(tasks), args.quiet or not tasks, "DIP-ℓ0 batch", unit="task")
-    code = 0
     try:
-        if tasks:
+        if tasks and not interrupts:
             for task, result in run_batch(tasks, options, summary, scheduler=args.scheduler, workers=args.workers,
-                                          threads_per_task=args.threads_per_task):
+                                          threads_per_task=args.threads_per_task, stop=lambda: bool(interrupts)):
                 if task.plane is not None or task.planes == 1:
                     bar.update(1)
                 if result["status"] == "failed":
                     bar.write(f"dip-l0: failed: {task.input}: {result['message']}", file=sys.stderr)
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
-    except KeyboardInterrupt:
-        code = 130
     finally:
         bar.close()
+    summary.interrupted = summary.interrupted or bool(interrupts)
     for line in summary.lines():
         print(line, file=sys.stderr)
-    return code or (1 if summary.failed else 0)
+    return 130 if summary.interrupted else (1 if summary.failed else 0)
 
 
-def _cmd_l0(args) -> int:
-    image = _read_input(args)
-    channel_axis = _resolve_channel_axis(image, args.channel_axis, args.input)
-    colour, alpha = split_png_alpha(image, channel_axis, args.input)
-    result = l0_smooth(colour, args.lam, method=args.method, channel_axis=channel_axis)
-    write_image(args.output, join_alpha(result, alpha, channel_axis))
+_ABANDONED: list[threading.Thread] = []  # solver threads left running after a Ctrl-C
+
+
+def _in_thread(work, interrupts: Interrupts):
+    """``work()`` on a daemon thread, waited for so that Ctrl-C is seen at once; None if interrupted first.
+
+    Region Fusion runs in numba without the GIL, but a signal handler only
+    runs between Python bytecodes of the main thread, so the main thread
+    waits here instead of in the solver. An interrupted solver thread is
+    left to finish on its own; its result is dropped.
+    """
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = work()
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="dip-l0-l0", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if interrupts:
+            _ABANDONED.append(thread)
+            return None
+        thread.join(0.05)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _cmd_l0(args, interrupts: Interrupts) -> int:
+    info, axis = _prepare(args, mode=None)
+    image = read(info)
+    _stop_if(interrupts)
+    colour, alpha = split_alpha(image, info, axis)
+    result = _in_thread(lambda: l0_smooth(colour, args.lam, method=args.method, channel_axis=axis), interrupts)
+    _stop_if(interrupts, f"nothing written ({args.output} left as it was)")
+    write_image(args.output, join_alpha(result, alpha))
+    if interrupts:
+        print(f"dip-l0: interrupted after the result was written to {args.output}", file=sys.stderr)
+        return 130
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
-def _cmd_demo(args) -> int:
+def _cmd_demo(args, interrupts: Interrupts) -> int:
     from skimage.metrics import peak_signal_noise_ratio as psnr
     from skimage.util import img_as_ubyte
 
@@ -276,10 +349,9 @@ def _cmd_demo(args) -> int:
     noisy8 = img_as_ubyte(noisy)
     lam = PRESETS["smooth"].lam
     l0_only = l0_smooth(noisy8, lam, channel_axis=-1)
-    last, interrupted = _run_dip(noisy8, -1, mode="smooth", lam=None, iterations=args.iterations, seed=0,
-                                 device="auto", l0_solver="region_fusion", quiet=args.quiet)
-    if last is None:
-        raise CLIError("interrupted before the first estimate")
+    _stop_if(interrupts)
+    last = _run_dip(noisy8, -1, mode="smooth", quiet=args.quiet, interrupts=interrupts, iterations=args.iterations,
+                    seed=0, device="auto")
     result = last.image
     truth8 = img_as_ubyte(truth)
     write_image(out_dir / "input.png", noisy8)
@@ -293,7 +365,7 @@ def _cmd_demo(args) -> int:
           f"ℓ0 alone (Region Fusion, λ={lam}) {psnr(truth8, l0_only):.2f} dB, "
           f"DIP-ℓ0 {psnr(truth8, result):.2f} dB ({last.seconds:.0f} s)")
     print(f"wrote {out_dir}/side_by_side.png (input | ℓ0 alone | DIP-ℓ0 | ground truth)")
-    return 130 if interrupted else 0
+    return 130 if interrupts else 0
 
 
 def open_viewer(sample: str = "textured_cartoon"):
@@ -308,7 +380,7 @@ def open_viewer(sample: str = "textured_cartoon"):
     return viewer, widget
 
 
-def _cmd_gui(args) -> int:
+def _cmd_gui(args, interrupts: Interrupts) -> int:
     try:
         import napari
     except ImportError:
@@ -319,15 +391,35 @@ def _cmd_gui(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``dip-l0`` command line; returns the exit status (130 after Ctrl-C)."""
     parser = _parser()
     args = parser.parse_args(argv)
     commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo,
                 "gui": _cmd_gui}
+    if args.command == "gui":  # napari's event loop handles Ctrl-C its own way
+        return _report(lambda: _cmd_gui(args, Interrupts()))
+    with Interrupts() as interrupts:
+        code = _report(lambda: commands[args.command](args, interrupts))
+        if argv is None:  # the console script: a Ctrl-C from now to the exit is too late to matter
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if argv is None and any(t.is_alive() for t in _ABANDONED):
+        # An abandoned solver thread would hold up the interpreter's exit for as long as it runs;
+        # everything this process wrote is complete and closed, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _report(command) -> int:
+    """Run a command; a refusal or failure becomes one line on stderr and exit status 2."""
     try:
-        return commands[args.command](args)
+        return command()
+    except Interrupted as exc:
+        print(f"dip-l0: {exc}", file=sys.stderr)
+        return 130
     except (CLIError, ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"dip-l0: error: {first}", file=sys.stderr)
+        print(f"dip-l0: error: {first_line(exc)}", file=sys.stderr)
         return 2
 
 
