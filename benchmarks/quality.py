@@ -27,9 +27,10 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_bilateral, denoise_tv_chambolle
 
-from napari_dip_l0 import iter_dip_l0, l0_smooth
+from napari_dip_l0 import DipL0Run, l0_smooth
 from napari_dip_l0.core.presets import get_preset
 from napari_dip_l0.data import jpeg_compress, structure_image, textured_image
+from peers import plain_dip
 
 # (photo, texture, seed); the first four form the tuning half (chelsea and rocket
 # are the images the presets were chosen on).
@@ -58,18 +59,29 @@ def build_set(kind: str, size: int, quick: bool):
     return pairs[:half], pairs[half:]
 
 
-def dip_runs(preset, checkpoints, solver="region_fusion"):
+def dip_snapshots(preset, solver=None, tv=None):
+    """(iteration, image, seconds) of one run: DIP-ℓ0 as the package runs it, or with ``tv`` a deep-prior peer."""
+
+    def snapshots(observed, iterations):
+        if tv is not None:  # plain DIP (tv 0) or DIP-TV
+            yield from plain_dip(observed, preset, iterations, tv=tv)
+            return
+        for snap in DipL0Run(observed, preset=preset, iterations=iterations, channel_axis=-1, device="cpu",
+                             l0_solver=solver):
+            yield snap.iteration, snap.image, snap.seconds
+
+    return snapshots
+
+
+def dip_runs(preset, checkpoints, solver=None, tv=None):
     """A method from one DIP run per image, read at several iterations: params are checkpoints."""
+    snapshots = dip_snapshots(preset, solver, tv)
 
     def run(observed, params):
-        out, stop = {}, max(params)
-        for snap in iter_dip_l0(observed, preset=preset, iterations=stop, channel_axis=-1, device="cpu",
-                                l0_solver=solver):
-            if snap.iteration in params:
-                out[snap.iteration] = (snap.image, snap.seconds)
+        out = {k: (image, seconds) for k, image, seconds in snapshots(observed, max(params)) if k in params}
         return [out[p] for p in params]
 
-    run.dip = (preset, solver)  # lets the figure re-run it for a PSNR-against-seconds curve
+    run.snapshots = snapshots  # lets the figure re-run it for a PSNR-against-seconds curve
     return run, list(checkpoints)
 
 
@@ -88,7 +100,7 @@ def simple(fn):
 
 def methods(kind: str, quick: bool) -> dict:
     checkpoints = [100, 200] if quick else [150, 300, 600]
-    plain = get_preset(kind, v_start=1.0, residual=False)
+    plain = get_preset(kind)
     found = {
         "input": (simple(lambda f, p: f), [None]),
         "ℓ0 smoothing (FFT, Xu 2011)": (simple(lambda f, p: l0_smooth(f, p, method="fft", channel_axis=-1)),
@@ -98,10 +110,10 @@ def methods(kind: str, quick: bool) -> dict:
                            [0.02, 0.05, 0.1, 0.2, 0.35, 0.5]),
         "bilateral": (simple(lambda f, p: denoise_bilateral(f, sigma_color=p, sigma_spatial=3, channel_axis=-1)),
                       [0.02, 0.05, 0.1, 0.2]),
-        "plain DIP": dip_runs(plain, checkpoints),
+        "plain DIP": dip_runs(plain, checkpoints, tv=0.0),
     }
     for tv in [0.01] if quick else [0.003, 0.01, 0.03]:
-        found[f"DIP-TV (tv {tv})"] = dip_runs(get_preset(kind, v_start=1.0, residual=False, tv=tv), checkpoints)
+        found[f"DIP-TV (tv {tv})"] = dip_runs(plain, checkpoints, tv=tv)
     if kind == "deblock":
         import bm3d
 
@@ -115,17 +127,14 @@ def methods(kind: str, quick: bool) -> dict:
     shipped = get_preset(kind)
     if kind == "smooth":
         found["DIP-ℓ0, FFT v-step (preset)"] = dip_runs(shipped, [shipped.iterations], solver="fft")
-    found["DIP-ℓ0, Region Fusion v-step (preset)"] = dip_runs(shipped, [shipped.iterations])
+    found["DIP-ℓ0, Region Fusion v-step (preset)"] = dip_runs(shipped, [shipped.iterations], solver="region_fusion")
     return found
 
 
 def curve(run, iterations: int, observed, truth, every: int = 10):
     """(seconds, PSNR) every few iterations of one DIP run."""
-    preset, solver = run.dip
-    return [(snap.seconds, psnr(truth, snap.image))
-            for snap in iter_dip_l0(observed, preset=preset, iterations=iterations, channel_axis=-1,
-                                    device="cpu", l0_solver=solver)
-            if snap.iteration and (snap.iteration % every == 0 or snap.done)]  # 0 is the ℓ0 preview
+    return [(seconds, psnr(truth, image)) for k, image, seconds in run.snapshots(observed, iterations)
+            if k and (k % every == 0 or k == iterations)]  # 0 is DIP-ℓ0's ℓ0 preview
 
 
 def evaluate(kind: str, size: int, quick: bool, only: list[str] | None = None):
@@ -147,7 +156,7 @@ def evaluate(kind: str, size: int, quick: bool, only: list[str] | None = None):
             "seconds": np.mean([s for _, _, s in results]),
         })
         crops[name] = [img for _, img, _ in results]
-        if hasattr(run, "dip"):
+        if hasattr(run, "snapshots"):
             _, observed, truth = report[0]
             curves[name] = curve(run, grid[best], observed, truth)
         print(f"  {name:<40} param {grid[best]!s:<6} PSNR {rows[-1]['psnr']:.2f}  SSIM {rows[-1]['ssim']:.4f}  "
