@@ -132,7 +132,8 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
             lw, lS, lc = _take(wgt, leaves), _take(S, leaves), _take(cnt, leaves)
             seg = _segment_starts(cen)
             cw = torch.cumsum(lw, 0)
-            cS = torch.cumsum(lS, 0)
+            # Scan along a contiguous axis: a scan down the rows of (L, C) is slow on CUDA.
+            cS = torch.cumsum(lS.t().contiguous(), 1).t()
             # Exclusive, per-star prefix sums of the leaves before each one.
             pw = cw - lw - (_take(cw, seg) - _take(lw, seg)) + _take(wgt, cen)
             pS = cS - lS - (_take(cS, seg) - _take(lS, seg)) + _take(S, cen)
@@ -146,7 +147,7 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
             parent = ar.clone()
             parent[leaves] = cen
             root = parent == ar
-            newid = torch.cumsum(root, 0) - 1
+            newid = torch.cumsum(root.to(torch.int64), 0) - 1
             mp = _take(newid, parent)
             g2 = int(newid[-1]) + 1
             roots = _where(root)
