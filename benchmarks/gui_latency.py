@@ -67,7 +67,35 @@ def _busy(widget) -> bool:
 CASES = ("2d", "rgb", "stack", "l0")
 
 
-def _measure(case: str, iterations: int, n: int) -> None:
+def _watchdog(ticks: "_Ticks", gui_thread: int, stop) -> None:
+    """--trace: print every thread's stack whenever the GUI thread has not ticked for 80 ms.
+
+    A GUI thread that waits in ``sleep``/``processEvents`` during a stall is
+    waiting for the GIL, held by the thread shown below it.
+    """
+    import sys
+    import traceback
+
+    reported = None
+    while not stop.is_set():
+        time.sleep(0.03)
+        last = ticks.times[-1] if ticks.times else time.perf_counter()
+        if reported is not None and len(ticks.times) > 1 and ticks.times[-2] == reported:
+            print(f"  (that stall lasted {1000 * (ticks.times[-1] - reported):.0f} ms)", flush=True)
+            reported = None
+        if time.perf_counter() - last > 0.08 and reported != last:
+            reported = last
+            lines = [f"stall, {1000 * (time.perf_counter() - last):.0f} ms so far"]
+            for ident, frame in sys._current_frames().items():
+                stack = [f"{fs.filename.split('site-packages/')[-1]}:{fs.lineno} {fs.name}"
+                         for fs in traceback.extract_stack(frame)][-12:]
+                if ident == gui_thread or not any("threading.py" in line for line in stack[-2:]):
+                    lines.append(("  GUI thread" if ident == gui_thread else "  worker") + "\n      "
+                                 + "\n      ".join(stack))
+            print("\n".join(lines), flush=True)
+
+
+def _measure(case: str, iterations: int, n: int, trace: bool = False) -> None:
     """One case in a fresh viewer; prints one line."""
     import napari
     import torch
@@ -91,9 +119,31 @@ def _measure(case: str, iterations: int, n: int) -> None:
     widget.preview_every.value = 2
     widget.keep_every.value = iterations // 2
     widget.planes.value = "all planes"
+    # The widget warms torch and numba up in the background when it opens (before any run); let it finish.
+    from napari_dip_l0 import _widget
+
+    warmed = getattr(_widget, "WARMED", None)
+    _wait(app, lambda: warmed is None or warmed.is_set(), 120)
     _wait(app, lambda: False, 0.5)  # let the viewer draw the input first
     ticks = _Ticks()
     ticks.start()
+    if trace:
+        import gc
+        import threading
+
+        gc_start = {}
+
+        def gc_timer(phase, info):
+            if phase == "start":
+                gc_start["t"] = time.perf_counter()
+            elif "t" in gc_start and time.perf_counter() - gc_start["t"] > 0.03:
+                print(f"garbage collection, generation {info['generation']}: "
+                      f"{1000 * (time.perf_counter() - gc_start['t']):.0f} ms", flush=True)
+
+        gc.callbacks.append(gc_timer)
+
+        stop = threading.Event()
+        threading.Thread(target=_watchdog, args=(ticks, threading.get_ident(), stop), daemon=True).start()
     t0 = time.perf_counter()
     button = widget.l0_button if case == "l0" else widget.run_button
     QTimer.singleShot(20, button.native.click)
@@ -105,6 +155,8 @@ def _measure(case: str, iterations: int, n: int) -> None:
     seconds = time.perf_counter() - t0
     _wait(app, lambda: False, 0.5)  # the result layer is drawn
     stall = ticks.stop()
+    if trace:
+        stop.set()
     print(f"| {name} | {data.shape} | {seconds:.1f} s | {stall:.0f} ms |", flush=True)
     viewer.close()
 
@@ -114,9 +166,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=12, help="iterations per run (first plane)")
     parser.add_argument("--size", type=int, default=256, help="side of the 2-D and RGB images (stack: half)")
     parser.add_argument("--case", choices=CASES, help="run one case here (default: each in a fresh process)")
+    parser.add_argument("--trace", action="store_true", help="print the GUI thread's stack at each stall")
     args = parser.parse_args()
     if args.case:
-        _measure(args.case, args.iterations, args.size)
+        _measure(args.case, args.iterations, args.size, args.trace)
         return
     import subprocess
     import sys

@@ -11,6 +11,7 @@ annotations of :func:`l0_widget` at runtime, and napari builds it from the
 manifest by that function's real types.
 """
 
+import gc
 import threading
 import time
 from enum import Enum
@@ -91,6 +92,53 @@ def _time_left(seconds: float) -> str:
         return f"about {minutes} minute{'s' if minutes != 1 else ''} left"
     hours, minutes = divmod(minutes, 60)
     return f"about {hours} h {minutes:02d} min left"
+
+
+_WARM = threading.Event()  # set when the warm-up starts
+WARMED = threading.Event()  # set when it is done
+
+
+def _warm_up(device: str) -> None:
+    """A tiny run and a tiny ℓ0 smoothing, once per session, before the user's first run.
+
+    The first run in a process imports parts of torch lazily and loads numba's
+    compiled solvers; both hold Python's lock for hundreds of milliseconds and
+    would freeze the GUI thread then. Done in a worker when the widget opens.
+    """
+    if _WARM.is_set():
+        return
+    _WARM.set()
+    tiny = np.random.default_rng(0).random((16, 16))
+    try:
+        for method in L0_SOLVERS:
+            l0_smooth(tiny, 0.02, method=method)
+        for _ in iter_dip_l0(tiny, "smooth", lam=0.02, iterations=2, device=device):
+            pass
+    finally:
+        WARMED.set()
+
+
+_gc_frozen = 0  # runs (in any viewer) holding the garbage collector's freeze
+
+
+def _freeze_gc(freeze: bool) -> None:
+    """Keep the objects that exist when a run starts out of Python's garbage collections until it ends.
+
+    A full collection walks every object of napari (hundreds of ms, measured by
+    benchmarks/gui_latency.py --trace) while holding Python's lock, and the
+    allocations of a run trigger one every few seconds: each froze the GUI.
+    ``gc.freeze`` is cheap and undone by ``gc.unfreeze`` when the last run ends;
+    nothing is leaked, collection is only postponed.
+    """
+    global _gc_frozen
+    if freeze:
+        if _gc_frozen == 0:
+            gc.freeze()
+        _gc_frozen += 1
+    elif _gc_frozen > 0:
+        _gc_frozen -= 1
+        if _gc_frozen == 0:
+            gc.unfreeze()
 
 
 class RunState(Enum):
@@ -383,6 +431,9 @@ class DipL0Widget(Container):
         viewer.layers.selection.events.active.connect(self._follow_selection)
         self._close_watcher = _CloseWatcher(self.native, self._shutdown)
         self._follow_selection()
+        if not _WARM.is_set():
+            self._warm_worker = create_worker(_warm_up, self.device.value, _ignore_errors=True)
+            self._warm_worker.start()
 
     @property
     def worker(self):
@@ -393,6 +444,10 @@ class DipL0Widget(Container):
     def _set_state(self, state: RunState):
         if state not in _TRANSITIONS[self.state]:
             raise RuntimeError(f"DIP-ℓ0 widget: no transition from {self.state.value} to {state.value}")
+        if state is RunState.RUNNING:
+            _freeze_gc(True)
+        elif state is RunState.IDLE:
+            _freeze_gc(False)
         self.state = state
         if self._closed:
             return
@@ -617,8 +672,7 @@ class DipL0Widget(Container):
         self._job = job
         self._l0_timer.stop()
         self._set_state(RunState.RUNNING)
-        self.progress.max = 0  # busy until the first snapshot
-        self.progress.value = 0
+        self._set_progress(0, 0)  # busy until the first snapshot
         self.status.value = "preparing (building the network)…"
         if sel.note:
             from napari.utils.notifications import show_info
@@ -643,6 +697,18 @@ class DipL0Widget(Container):
         job.worker.quit()
         if self.state is RunState.RUNNING:
             self._set_state(RunState.STOPPING)
+
+    def _set_progress(self, value: int, maximum: int):
+        # QProgressBar.setValue repaints at once, and a synchronous repaint next to napari's OpenGL
+        # canvas can take a large part of a second: let it repaint with the rest of the window instead.
+        bar = self.progress.native
+        bar.setUpdatesEnabled(False)
+        try:
+            if self.progress.max != maximum:
+                self.progress.max = maximum
+            self.progress.value = min(value, maximum) if maximum else 0
+        finally:
+            bar.setUpdatesEnabled(True)  # schedules an ordinary update
 
     def _progress_text(self, job: _Job, snap) -> str:
         unit = (snap.plane, snap.tile)
@@ -675,9 +741,7 @@ class DipL0Widget(Container):
         if job is None or job.error is not None or self._closed:
             return
         snap = job.last = tick.snap
-        if self.progress.max != snap.total:
-            self.progress.max = snap.total
-        self.progress.value = snap.iteration
+        self._set_progress(snap.iteration, snap.total)
         if self.state is RunState.RUNNING:
             self.status.value = self._progress_text(job, snap)
         if tick.kind == "final":
@@ -765,6 +829,8 @@ class DipL0Widget(Container):
         if wait:
             # The thread stops at its next iteration; wait so it never outlives the viewer.
             job.worker.await_workers(msecs=30_000)
+            if self.state is not RunState.IDLE:
+                self._set_state(RunState.IDLE)  # also ends the garbage collector's freeze
 
 
 def _provenance(job: _Job, snap) -> dict:
