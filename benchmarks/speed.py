@@ -87,8 +87,8 @@ def scaling(sizes: list[int], threads: int) -> None:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         px = size * size
-        print(f"| {size}² | {px / 1e6:.2f} M | {r['rf']:.2f} | {r['rf'] / px * 1e6:.2f} | {r['par']:.2f} | {r['fft']:.2f} | "
-              f"{r['per_it']:.2f} | {r['warm']:.2f} | {r['peak_gib']:.2f} |", flush=True)
+        print(f"| {size}² | {px / 1e6:.2f} M | {r['rf']:.2f} | {r['rf'] / px * 1e6:.2f} | {r['par']:.2f} "
+              f"| {r['fft']:.2f} | {r['per_it']:.2f} | {r['warm']:.2f} | {r['peak_gib']:.2f} |", flush=True)
 
 
 def l0_only(sizes: list[int], repeat: int) -> None:

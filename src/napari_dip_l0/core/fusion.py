@@ -1,14 +1,20 @@
-"""Data-parallel Region Fusion: an exact-ℓ0 solver written on torch tensors.
+"""Data-parallel Region Fusion: an exact-ℓ0 solver for CUDA, MPS and the CPU.
 
 Same objective and threshold schedule as the sequential
-:func:`napari_dip_l0.core.l0.region_fusion` (Nguyen & Brown 2015), but every
-step works on whole arrays, so one code path runs on CUDA, MPS and all CPU
-cores. The sequential solver visits groups one by one and merges greedily; here,
-at each threshold, every group picks its best mergeable neighbour at once and
-the picks are resolved as stars (Borůvka-style hooking), checked in ratio order
-against the growing group's mean so no star merges more than the sequential
-rule would allow. Groups and their adjacency are kept as compact lists that
-shrink as groups merge, so late thresholds are cheap.
+:func:`napari_dip_l0.core.l0.region_fusion` (Nguyen & Brown 2015), but at each
+threshold every group picks its best mergeable neighbour at once, and the picks
+resolve as stars (Borůvka-style hooking: a group joins its pick when the pick
+itself stays put this round). A star's leaves join in order of merge cost, each
+tested against the grown group's mean, as the sequential greedy pass does.
+Groups and their adjacency are compact lists that are relabelled and coalesced
+after every round, so they shrink as groups merge and late thresholds are cheap.
+
+Two implementations of the same rounds: ``_fuse`` on torch tensors (whole-array
+operations: min/max scatters, sorts, prefix sums; runs on any device), and
+``_nb_fuse``, the same steps as numba loops for the CPU, where the ~40 small
+tensor operations of a round cost more to launch than their work. Both pick with
+the same keys (cost ratio, then an edge hash, then the neighbour's id), so their
+results agree.
 """
 
 from __future__ import annotations
