@@ -105,6 +105,7 @@ def _measure(case: str, iterations: int, n: int, trace: bool = False) -> None:
     torch.set_num_threads(2)
     viewer = napari.Viewer(title="gui latency")
     _, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
+    widget._persist = False  # leave this user's saved settings alone
     app = QApplication.instance()
     name, data, kwargs = {
         "2d": ("2-D image", lambda: _image((n, n), np.uint16), {}),
@@ -119,6 +120,9 @@ def _measure(case: str, iterations: int, n: int, trace: bool = False) -> None:
     widget.preview_every.value = 2
     widget.keep_every.value = iterations // 2
     widget.planes.value = "all planes"
+    for field, value in (("seed", 0), ("device", "auto"), ("l0_solver", "auto"), ("replace", False)):
+        if hasattr(widget, field):
+            getattr(widget, field).value = value
     # The widget warms torch and numba up in the background when it opens (before any run); let it finish.
     from napari_dip_l0 import _widget
 
