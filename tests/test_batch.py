@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_dip_l0 import iter_dip_l0
+from napari_dip_l0 import DipL0Run
 from napari_dip_l0.batch import BatchOptions, Task, find_inputs, plan, process_file
 from napari_dip_l0.cli import main
 
@@ -92,9 +92,8 @@ def test_batch_split_planes_resumes_from_finished_planes(cluster, inputs, tmp_pa
     assert not parts.exists()  # parts are removed once the stack is assembled
     # The other planes are cold DIP-ℓ0 runs on the stack's intensity range (bit-identical only at equal
     # thread counts: the workers run single-threaded).
-    for last in iter_dip_l0(stack[0], iterations=3, device="cpu", data_range=(stack.min(), stack.max())):
-        pass
-    assert np.abs(res[0].astype(float) - last.image).mean() < 0.01 * np.ptp(stack)
+    first = DipL0Run(stack[0], iterations=3, device="cpu", data_range=(stack.min(), stack.max())).run()
+    assert np.abs(res[0].astype(float) - first).mean() < 0.01 * np.ptp(stack)
 
 
 def test_plane_task_equals_the_plane_run_on_the_stack_range(inputs, tmp_path):
@@ -103,9 +102,8 @@ def test_plane_task_equals_the_plane_run_on_the_stack_range(inputs, tmp_path):
     (tmp_path / "out").mkdir()
     tasks, _ = plan([src / "stack.tif"], tmp_path / "out", options=BatchOptions(iterations=3), split_planes=True)
     assert process_file(tasks[2], BatchOptions(iterations=3))["status"] == "done"
-    for last in iter_dip_l0(stack[2], iterations=3, device="cpu", data_range=(stack.min(), stack.max())):
-        pass
-    np.testing.assert_array_equal(np.load(tasks[2].part)[..., 0], last.image)
+    plane = DipL0Run(stack[2], iterations=3, device="cpu", data_range=(stack.min(), stack.max())).run()
+    np.testing.assert_array_equal(np.load(tasks[2].part)[..., 0], plane)
 
 
 def test_batch_default_local_cluster(inputs, tmp_path, capsys):
@@ -123,9 +121,8 @@ def test_process_file_in_process_matches_api(inputs, tmp_path):
     out = tmp_path / "o.png"
     result = process_file(Task(src / "rgb0.png", out), BatchOptions(iterations=3))
     assert result["status"] == "done" and result["planes"] == 1
-    for last in iter_dip_l0(images["rgb0.png"], iterations=3, channel_axis=-1, device="cpu"):
-        pass
-    np.testing.assert_array_equal(iio.imread(out), last.image)
+    np.testing.assert_array_equal(iio.imread(out), DipL0Run(images["rgb0.png"], iterations=3, channel_axis=-1,
+                                                            device="cpu").run())
     bad = process_file(Task(src / "broken.tif", tmp_path / "b.tif"), BatchOptions(iterations=3))
     assert bad["status"] == "failed" and "cannot read" in bad["message"]
 
@@ -160,7 +157,7 @@ def test_batch_interrupted_then_resumed(inputs, tmp_path):
         files.append(str(src / f"rgb{i}.png"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "napari_dip_l0.cli", "batch", *files, "-o", str(out), "--workers", "1",
-           "--iterations", "60", "--quiet"]
+           "--iterations", "15", "--quiet"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
@@ -178,3 +175,32 @@ def test_batch_interrupted_then_resumed(inputs, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"rgb{i}.png" for i in range(5)]
     for name, mtime in written.items():
         assert (out / name).stat().st_mtime_ns == mtime  # not redone
+
+
+def test_batch_refuses_at_planning_time_and_passes_its_options(inputs, tmp_path, capsys, monkeypatch):
+    """Outputs that cannot hold an input are refused when the batch is planned, before any task runs."""
+    import napari_dip_l0.batch as batch
+    from napari_dip_l0.core.imageio import write_image
+
+    src, _ = inputs
+    write_image(src / "rgba.png", np.zeros((16, 16, 4), np.uint8))
+    seen = {}
+
+    def run_batch(tasks, options, summary, **kwargs):
+        seen["tasks"] = sorted(t.input.name for t in tasks)
+        seen["options"] = options
+        return iter(())
+
+    monkeypatch.setattr(batch, "run_batch", run_batch)
+    out = tmp_path / "out"
+    code = main(["batch", str(src), "-o", str(out), "--format", "jpg", "--cold-start", "--l0-solver", "fft", *ITS])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert seen["tasks"] == ["rgb0.png", "rgb1.png"]
+    assert seen["options"].warm_start is False and seen["options"].l0_solver == "fft"
+    assert "broken.tif: cannot read" in err
+    assert "stack.tif: cannot write" in err and "JPEG holds uint8, not uint16" in err
+    assert "rgba.png: cannot write" in err and "no alpha" in err
+    assert "3 failed" in err and ".dip-l0" not in err
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != ".dip-l0-parts"]
+

@@ -334,6 +334,7 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
 def _local_cluster(workers: int | None):
     """A LocalCluster sized by :func:`local_cluster_size`, its workers deaf to SIGINT; (cluster, threads per task)."""
     import logging
+    import multiprocessing
     import signal
 
     import dask
@@ -343,19 +344,26 @@ def _local_cluster(workers: int | None):
     # dask's default worker environment (malloc trimmed at 64 kB, OpenMP sized for one thread)
     # made a 1-worker batch 1.8x slower (benchmarks/batch.py; 14x the system time over the run).
     environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1"}
-    # Worker processes inherit an ignored SIGINT (a Python-level handler is not inherited), so a Ctrl-C to
-    # the process group leaves them to the client, which closes the cluster: no tracebacks from every worker.
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        # The worker processes are started with SIGINT ignored, which they keep (an ignored signal is
+        # inherited; a handler is not): a Ctrl-C to the whole process group then reaches only this client,
+        # which closes the cluster, instead of printing a traceback from every worker. SIGINT is ignored
+        # here only until the processes exist (well under a second), not while they start up.
+        try:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            before = len(multiprocessing.active_children())
+            cluster.scale(n)
+            deadline = time.monotonic() + 30
+            while len(multiprocessing.active_children()) < before + n and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
     return cluster, threads
 
 

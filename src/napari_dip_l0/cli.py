@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    from .core.imageio import FileInfo
 
-from . import __version__
-from .core.api import l0_smooth
-from .core.imageio import (SUPPORTED, FileInfo, check_output, check_run_memory, describe, first_line, join_alpha,
-                           read, snapshot_path, split_alpha, write_image)
-from .core.l0 import L0_SOLVERS
-from .core.presets import PRESETS
-from .core.run import DipL0Run
+# numpy, torch and the core are imported inside the functions, after main() has taken over Ctrl-C, so an
+# interrupt while they load is noted like any other instead of ending in a KeyboardInterrupt traceback.
 
 __all__ = ["main"]
 
@@ -42,7 +40,7 @@ def _nonneg_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
@@ -65,6 +63,11 @@ _nonneg_int = _int_at_least(0)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .core.imageio import SUPPORTED
+    from .core.l0 import L0_SOLVERS
+    from .core.presets import PRESETS
+
     parser = argparse.ArgumentParser(
         prog="dip-l0",
         description="Edge-preserving smoothing and JPEG deblocking by DIP-ℓ0 (deep image prior + ℓ0 gradient prior).",
@@ -197,6 +200,8 @@ def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileIn
     name (never an input, nor a ``--save-every`` name that is one); the
     memory of the decode and the run.
     """
+    from .core.imageio import check_output, check_run_memory, describe
+
     info = describe(args.input)
     axis = info.channel_axis(args.channel_axis)
     check_output(args.output, info.shape, info.dtype, inputs=[args.input], snapshots=snapshots)
@@ -212,6 +217,8 @@ def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
 
 def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_snapshot=None, **settings):
     """Drive a :class:`DipL0Run` with a progress bar until it ends or Ctrl-C; returns its last snapshot."""
+    from .core.run import DipL0Run
+
     run = DipL0Run(image, mode, channel_axis=channel_axis, **settings)  # checks every setting, before any work
     _stop_if(interrupts)
     bar = _progress(run.total, quiet, f"DIP-ℓ0 {mode}")
@@ -232,6 +239,8 @@ def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_sna
 
 
 def _cmd_dip(args, interrupts: Interrupts) -> int:
+    from .core.imageio import join_alpha, read, snapshot_path, split_alpha, write_image
+
     info, axis = _prepare(args, mode=args.command, snapshots=args.save_every > 0)
     image = read(info)
     _stop_if(interrupts)
@@ -257,6 +266,7 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
 
 def _cmd_batch(args, interrupts: Interrupts) -> int:
     from .batch import BatchOptions, find_inputs, plan, run_batch
+    from .core.imageio import check_output
 
     if args.scheduler is not None and args.workers is not None:
         raise CLIError("--workers sets up a local cluster; with --scheduler the cluster's own workers are used")
@@ -264,7 +274,7 @@ def _cmd_batch(args, interrupts: Interrupts) -> int:
     if args.outdir.exists() and not args.outdir.is_dir():
         raise CLIError(f"output folder {args.outdir} is a file")
     args.outdir.mkdir(parents=True, exist_ok=True)
-    check_output(args.outdir / "probe.tif", (2, 2), np.uint8)  # the folder takes new files
+    check_output(args.outdir / "probe.tif", (2, 2), "uint8")  # the folder takes new files
     options = BatchOptions(mode=args.mode, lam=args.lam, iterations=args.iterations, seed=args.seed,
                            channel_axis=args.channel_axis, device=args.device, tile_size=args.tile_size,
                            l0_solver=args.l0_solver, warm_start=not args.cold_start)
@@ -323,6 +333,9 @@ def _in_thread(work, interrupts: Interrupts):
 
 
 def _cmd_l0(args, interrupts: Interrupts) -> int:
+    from .core.api import l0_smooth
+    from .core.imageio import join_alpha, read, split_alpha, write_image
+
     info, axis = _prepare(args, mode=None)
     image = read(info)
     _stop_if(interrupts)
@@ -338,9 +351,13 @@ def _cmd_l0(args, interrupts: Interrupts) -> int:
 
 
 def _cmd_demo(args, interrupts: Interrupts) -> int:
+    import numpy as np
     from skimage.metrics import peak_signal_noise_ratio as psnr
     from skimage.util import img_as_ubyte
 
+    from .core.api import l0_smooth
+    from .core.imageio import write_image
+    from .core.presets import PRESETS
     from .data import cartoon_example
 
     out_dir = args.output
@@ -392,16 +409,15 @@ def _cmd_gui(args, interrupts: Interrupts) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dip-l0`` command line; returns the exit status (130 after Ctrl-C)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo,
-                "gui": _cmd_gui}
+    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo}
+    with Interrupts() as interrupts:  # first of all: from here on a Ctrl-C is noted, never a traceback
+        args = _parser().parse_args(argv)
+        if args.command in commands:
+            code = _report(lambda: commands[args.command](args, interrupts))
+            if argv is None:  # the console script: a Ctrl-C from now to the exit is too late to matter
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.command == "gui":  # napari's event loop handles Ctrl-C its own way
         return _report(lambda: _cmd_gui(args, Interrupts()))
-    with Interrupts() as interrupts:
-        code = _report(lambda: commands[args.command](args, interrupts))
-        if argv is None:  # the console script: a Ctrl-C from now to the exit is too late to matter
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
     if argv is None and any(t.is_alive() for t in _ABANDONED):
         # An abandoned solver thread would hold up the interpreter's exit for as long as it runs;
         # everything this process wrote is complete and closed, so leave at once.
@@ -419,6 +435,8 @@ def _report(command) -> int:
         print(f"dip-l0: {exc}", file=sys.stderr)
         return 130
     except (CLIError, ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
+        from .core.imageio import first_line
+
         print(f"dip-l0: error: {first_line(exc)}", file=sys.stderr)
         return 2
 
