@@ -178,6 +178,11 @@ def _describe_tiff(path: Path) -> FileInfo:
         if len(series) > 1 and len(shapes) > 1:
             raise ValueError(f"cannot read {path}: its {len(series)} images differ in shape or dtype "
                              f"({', '.join(sorted({str(s) for s, _ in shapes}))}), so they are not one stack")
+        dtype = np.dtype(dtype)
+        if dtype.kind == "b":  # bilevel: read as uint8 0/255, as a 1-bit PNG is
+            dtype = np.dtype(np.uint8)
+        elif dtype.kind not in "iuf":
+            raise ValueError(f"cannot read {path}: its pixels are {dtype}; only real numbers can be smoothed")
         shape = tuple(first.shape)
         axes = first.axes
         if len(series) > 1:  # pages written one at a time: one stack
