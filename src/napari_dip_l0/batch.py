@@ -319,12 +319,14 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
                 if left[task.output] == 0 and task.input not in summary.failed and not stop():
                     _assemble_result(Task(task.input, task.output, None, task.planes), options, summary)
         summary.interrupted = summary.interrupted or stop()
+    except KeyboardInterrupt:  # a caller without ``stop``
+        summary.interrupted = True
+        raise
     finally:
         summary.seconds = time.perf_counter() - t0
         client.close()
-        if cluster is not None:
+        if cluster is not None:  # (a remote cluster's workers may still be writing: theirs to finish)
             cluster.close()
-        if cluster is not None:  # a remote cluster's workers may still be writing: theirs to finish
             _sweep(tasks)
         for t in tasks:  # what is on disk now: a worker may have finished a file after the last result was seen
             if t.plane is None and t.output.exists() and t.output not in summary.done:
