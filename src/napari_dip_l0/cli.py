@@ -62,6 +62,47 @@ _positive_int = _int_at_least(1)
 _nonneg_int = _int_at_least(0)
 
 
+def _cold_start(p) -> None:
+    p.add_argument("--cold-start", action="store_true",
+                   help="fit every plane of a stack afresh, with the full iterations (default: each plane starts "
+                        "from the previous one's network, with a third of them)")
+
+
+def _add_batch(sub) -> None:
+    from .core.l0 import L0_SOLVERS
+    from .core.presets import PRESETS
+
+    p = sub.add_parser(
+        "batch", help="DIP-ℓ0 on many files (or planes) on dask.distributed; resumable",
+        description="Run DIP-ℓ0 on many files, or on the planes of stacks, as tasks on dask.distributed: a "
+                    "LocalCluster by default, an existing scheduler with --scheduler. Outputs already in OUTDIR are "
+                    "skipped, so rerunning an interrupted batch resumes it. A file that fails is reported and "
+                    "skipped. Exit status 0 when every input is done, 1 when some failed.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
+    p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--mode", choices=sorted(PRESETS), default="smooth", help="preset (default smooth)")
+    p.add_argument("--lam", type=_nonneg_float, default=None, help="ℓ0 weight on the [0, 1] scale (default: the preset's)")
+    p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations per plane (default: the preset's)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--channel-axis", type=_channel_axis, default="auto",
+                   help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto, on every worker")
+    p.add_argument("--tile-size", type=_int_at_least(64), default=None, help="tile side for large planes (default 1024)")
+    p.add_argument("--format", choices=["tif", "png", "jpg"], default=None,
+                   help="output file type (default: the input's)")
+    p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None, help="ℓ0 step solver (default: the preset's)")
+    _cold_start(p)
+    p.add_argument("--split-planes", action="store_true",
+                   help="one task per plane of a stack (parallel, but each plane starts cold instead of from the "
+                        "previous one)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="address of a running dask scheduler")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="LocalCluster worker processes (default: one per core, as memory allows)")
+    p.add_argument("--threads-per-task", type=_positive_int, default=None,
+                   help="torch threads per task (default: a worker host's cores shared among its tasks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .core.imageio import SUPPORTED
@@ -94,44 +135,12 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"ℓ0 step solver (default: the preset's, {preset.l0_solver})")
         p.add_argument("--tile-size", type=_int_at_least(64), default=None,
                        help="planes with a side above this are processed in blended tiles (default 1024)")
-        p.add_argument("--cold-start", action="store_true",
-                       help="fit every plane of a stack afresh, with the full iterations (default: each plane "
-                            "starts from the previous one's network, with a third of them)")
+        _cold_start(p)
         p.add_argument("--save-every", type=_nonneg_int, default=0, metavar="N",
                        help="also write the estimate every N iterations as OUTPUT_iterNNNNN.ext (0: never)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser(
-        "batch", help="DIP-ℓ0 on many files (or planes) on dask.distributed; resumable",
-        description="Run DIP-ℓ0 on many files, or on the planes of stacks, as tasks on dask.distributed: a "
-                    "LocalCluster by default, an existing scheduler with --scheduler. Outputs already in OUTDIR are "
-                    "skipped, so rerunning an interrupted batch resumes it. A file that fails is reported and "
-                    "skipped. Exit status 0 when every input is done, 1 when some failed.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
-    p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument("--mode", choices=sorted(PRESETS), default="smooth", help="preset (default smooth)")
-    p.add_argument("--lam", type=_nonneg_float, default=None, help="ℓ0 weight on the [0, 1] scale (default: the preset's)")
-    p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations per plane (default: the preset's)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--channel-axis", type=_channel_axis, default="auto",
-                   help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto, on every worker")
-    p.add_argument("--tile-size", type=_int_at_least(64), default=None, help="tile side for large planes (default 1024)")
-    p.add_argument("--format", choices=["tif", "png", "jpg"], default=None,
-                   help="output file type (default: the input's)")
-    p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None, help="ℓ0 step solver (default: the preset's)")
-    p.add_argument("--cold-start", action="store_true",
-                   help="fit every plane of a stack afresh, with the full iterations (default: each plane starts "
-                        "from the previous one's network, with a third of them)")
-    p.add_argument("--split-planes", action="store_true",
-                   help="one task per plane of a stack (parallel, but each plane starts cold instead of from the "
-                        "previous one)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="address of a running dask scheduler")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="LocalCluster worker processes (default: one per core, as memory allows)")
-    p.add_argument("--threads-per-task", type=_positive_int, default=None,
-                   help="torch threads per task (default: a worker host's cores shared among its tasks)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_batch(sub)
 
     p = sub.add_parser("l0", help="ℓ0 gradient smoothing alone (fast)", description="ℓ0 gradient smoothing alone.")
     io_args(p)
