@@ -70,7 +70,7 @@ def _where(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, gamma: float,
-          max_rounds: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          max_rounds: int, n_strips: int, k0: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Region Fusion on ``pix`` of shape (b·h·w, C) in the working dtype.
 
     Returns ``(labels, sums, weights)``: pixel → group labels, and per group the
@@ -81,6 +81,9 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
     n = pix.shape[0]
     S = pix.clone()  # group sums
     wgt = torch.ones(n, dtype=dt, device=device)  # group weights (pixel counts)
+    # Each group's representative pixel within its image: ids for tie-breaks that do not
+    # change when groups are renumbered, and the same in every implementation.
+    rep = torch.arange(n, device=device) % (h * w)
     ea, eb = _grid_edges(b, h, w, device)  # adjacent group pairs, ea < eb
     ec = torch.ones(ea.shape[0], dtype=dt, device=device)  # shared pixel edges per group pair
 
@@ -99,7 +102,12 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
             break
         beta = lam * (k / max_loop) ** gamma if max_loop > 0 else lam
         for _ in range(max_rounds):
-            sel = _where(r <= beta)
+            ok = r <= beta
+            if k < k0:
+                # First phase: pairs across row strips wait (the CPU kernel solves strips apart).
+                strip = torch.clamp(torch.div(rep, w * _STRIP_ROWS, rounding_mode="floor"), max=n_strips - 1)
+                ok &= _take(strip, ea) == _take(strip, eb)
+            sel = _where(ok)
             if sel.shape[0] == 0:
                 break
             ma, mb, mr, mc = _take(ea, sel), _take(eb, sel), _take(r, sel), _take(ec, sel)
@@ -110,7 +118,7 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
             # id. Only min/max reductions: their result does not depend on the order.
             bestr = torch.full((g,), math.inf, dtype=dt, device=device).scatter_reduce_(0, ends, rr, "amin")
             tie = rr == _take(bestr, ends)
-            hh = _edge_hash(ma, mb).repeat(2)
+            hh = _edge_hash(_take(rep, ma), _take(rep, mb)).repeat(2)
             hkey = torch.where(tie, hh, no_hash)
             besth = torch.full((g,), no_hash, device=device).scatter_reduce_(0, ends, hkey, "amin")
             chosen = _where(tie & (hh == _take(besth, ends)))
@@ -160,6 +168,7 @@ def _fuse(pix: torch.Tensor, b: int, h: int, w: int, lam: float, max_loop: int, 
             lnew = _take(mp, leaves)
             S = _take(S, roots).index_add_(0, lnew, _take(S, leaves))
             wgt = _take(wgt, roots).index_add_(0, lnew, _take(wgt, leaves))
+            rep = _take(rep, roots)
             touched = torch.zeros(g, dtype=torch.bool, device=device)
             touched[leaves] = True
             touched[cen] = True
@@ -231,35 +240,40 @@ def _nb_is_fixed(tgt, g):
 
 
 @numba.njit(cache=True, nogil=True)
-def _nb_fuse(pix, b, h, w, lam, max_loop, gamma, max_rounds):
-    """Kernel of :func:`parallel_fusion` on (b·h·w, C) float64 pixels; returns the result pixels."""
+def _nb_grid_state(pix, h, w):
+    """Pixel-level state of one h×w image: every pixel a group, every 4-neighbour pair an edge."""
     n, C = pix.shape
-    S = pix.copy()  # group sums
-    Y = pix.copy()  # group means, kept beside the sums: no divisions when scoring edges
-    wgt = np.ones(n)
-    rep = np.arange(n, dtype=np.int32)  # a pixel of each group: the root of its union-find tree
-    uf = np.arange(n, dtype=np.int32)
-    n_edges = b * (h * (w - 1) + (h - 1) * w)
+    n_edges = h * (w - 1) + (h - 1) * w
     ea = np.empty(n_edges, np.int32)
     eb = np.empty(n_edges, np.int32)
-    ec = np.ones(n_edges, np.int32)  # shared pixel edges per group pair
-    r = np.empty(n_edges)
     e = 0
-    for i in range(b):
-        base = i * h * w
-        for y in range(h):
-            for x in range(w - 1):
-                ea[e] = base + y * w + x
-                eb[e] = ea[e] + 1
-                e += 1
-        for y in range(h - 1):
-            for x in range(w):
-                ea[e] = base + y * w + x
-                eb[e] = ea[e] + w
-                e += 1
-    E = n_edges
+    for y in range(h):
+        for x in range(w - 1):
+            ea[e] = y * w + x
+            eb[e] = ea[e] + 1
+            e += 1
+    for y in range(h - 1):
+        for x in range(w):
+            ea[e] = y * w + x
+            eb[e] = ea[e] + w
+            e += 1
+    return pix.copy(), pix.copy(), np.ones(n), np.arange(n, dtype=np.int32), ea, eb, np.ones(n_edges, np.int32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_rounds(S, Y, wgt, rep, uf, ea, eb, ec, G, E, k_start, k_end, lam, max_loop, gamma, max_rounds, rep_off):
+    """Thresholds ``k_start <= k < k_end`` of :func:`parallel_fusion` on the given state, in place.
+
+    ``S``/``Y``/``wgt``: sums, means and pixel counts of the ``G`` groups; ``rep``: each
+    group's representative pixel (its union-find root in ``uf``); ``ea``/``eb``/``ec``: the
+    ``E`` adjacent pairs and their shared pixel edges. Pixel ids are local; ``rep_off``
+    makes them the image's for the tie-break hash, so a strip decides as the whole image
+    would. Returns the new ``(G, E)``.
+    """
+    n, C = S.shape
+    n_edges = ea.shape[0]
+    r = np.empty(n_edges)
     _nb_ratios(Y, wgt, ea, eb, ec, r, 0, E)
-    G = n
     bestr = np.full(n, np.inf)
     besth = np.zeros(n, np.int64)
     tgt = np.full(n, -1, np.int32)
@@ -281,7 +295,7 @@ def _nb_fuse(pix, b, h, w, lam, max_loop, gamma, max_rounds):
     sb = np.empty(n_edges, np.int32)
     sc = np.empty(n_edges, np.int32)
     deg = np.empty(n + 1, np.int32)
-    for k in range(max_loop + 1):
+    for k in range(k_start, k_end):
         if E == 0:
             break
         beta = lam * (k / max_loop) ** gamma if max_loop > 0 else lam
@@ -295,7 +309,7 @@ def _nb_fuse(pix, b, h, w, lam, max_loop, gamma, max_rounds):
                 n_sel += 1
                 a = ea[e]
                 bb = eb[e]
-                hs = _nb_hash(a, bb)
+                hs = _nb_hash(rep[a] + rep_off, rep[bb] + rep_off)
                 # Best neighbour: least ratio, then least hash, then highest id (as _fuse).
                 if re < bestr[a] or (re == bestr[a] and (hs < besth[a] or (hs == besth[a] and bb > tgt[a]))):
                     bestr[a] = re
@@ -436,34 +450,186 @@ def _nb_fuse(pix, b, h, w, lam, max_loop, gamma, max_rounds):
             E = q
             G = G2
             _nb_ratios(Y, wgt, ea, eb, ec, r, start, E)
+    return G, E
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_find(uf, p):
+    root = p
+    while uf[root] != root:
+        root = uf[root]
+    while uf[p] != root:  # path compression
+        step = uf[p]
+        uf[p] = root
+        p = step
+    return root
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_strip(pix, w, y0, y1, k_end, lam, max_loop, gamma, max_rounds, prep):
+    """Thresholds ``k < k_end`` on rows ``y0:y1`` alone; writes each pixel's group representative."""
+    lo, hi = y0 * w, y1 * w
+    S, Y, wgt, rep, ea, eb, ec = _nb_grid_state(pix[lo:hi], y1 - y0, w)
+    uf = np.arange(hi - lo, dtype=np.int32)
+    _nb_rounds(S, Y, wgt, rep, uf, ea, eb, ec, hi - lo, ea.shape[0], 0, k_end, lam, max_loop, gamma, max_rounds, lo)
+    for p in range(hi - lo):
+        prep[lo + p] = _nb_find(uf, p) + lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_state_from_reps(pix, h, w, prep):
+    """Whole-image state from each pixel's group representative ``prep`` (strip phase done)."""
+    n, C = pix.shape
+    gid = np.full(n, -1, np.int32)
+    G = 0
+    for p in range(n):  # groups numbered in the order of their representatives, as in _fuse
+        if prep[p] == p:
+            gid[p] = G
+            G += 1
+    S = np.zeros((G, C))
+    wgt = np.zeros(G)
+    rep = np.empty(G, np.int32)
+    for p in range(n):
+        g = gid[prep[p]]
+        rep[g] = prep[p]
+        wgt[g] += 1.0
+        for ch in range(C):
+            S[g, ch] += pix[p, ch]
+    Y = np.empty((G, C))
+    for g in range(G):
+        for ch in range(C):
+            Y[g, ch] = S[g, ch] / wgt[g]
+    # Adjacent group pairs: pixel pairs across group borders, coalesced by a counting
+    # sort on the lower group and one pass over each run.
+    n_cross = 0
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            if x + 1 < w and prep[p] != prep[p + 1]:
+                n_cross += 1
+            if y + 1 < h and prep[p] != prep[p + w]:
+                n_cross += 1
+    ca = np.empty(n_cross, np.int32)
+    cb = np.empty(n_cross, np.int32)
+    i = 0
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            for q in (p + 1, p + w):
+                if (q == p + 1 and x + 1 >= w) or (q == p + w and y + 1 >= h):
+                    continue
+                if prep[p] != prep[q]:
+                    a, b = gid[prep[p]], gid[prep[q]]
+                    ca[i] = min(a, b)
+                    cb[i] = max(a, b)
+                    i += 1
+    deg = np.zeros(G + 1, np.int32)
+    for i in range(n_cross):
+        deg[ca[i] + 1] += 1
+    for g in range(G):
+        deg[g + 1] += deg[g]
+    order = np.empty(n_cross, np.int32)
+    for i in range(n_cross):
+        order[deg[ca[i]]] = i
+        deg[ca[i]] += 1
+    ea = np.empty(n_cross, np.int32)
+    eb = np.empty(n_cross, np.int32)
+    ec = np.zeros(n_cross, np.int32)
+    mark = np.full(G, -1, np.int32)
+    E = 0
+    j = 0
+    while j < n_cross:
+        lo = ca[order[j]]
+        j0 = j
+        while j < n_cross and ca[order[j]] == lo:
+            hi = cb[order[j]]
+            if mark[hi] >= 0:
+                ec[mark[hi]] += 1
+            else:
+                mark[hi] = E
+                ea[E] = lo
+                eb[E] = hi
+                ec[E] = 1
+                E += 1
+            j += 1
+        for t in range(j0, j):
+            mark[cb[order[t]]] = -1
+    return S, Y, wgt, rep, ea, eb, ec, G, E
+
+
+_STRIP_ROWS = 128  # strip height of the first phase; a function of the image only, never of the threads
+
+
+def _strip_plan(h: int, max_loop: int) -> tuple[int, int]:
+    """(number of row strips, first global threshold step) for an image of height h.
+
+    Why: the first thresholds merge most pixels and cost most; solved on independent
+    row strips they run on all cores. Pairs across strip borders wait until step
+    ``k0`` (a quarter of the schedule, where merges are still small), which leaves
+    the ℓ0 energy unchanged to within noise.
+    """
+    n_strips = h // _STRIP_ROWS
+    k0 = max_loop // 4
+    if n_strips < 2 or k0 < 1:
+        return 1, 0
+    return n_strips, k0
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_strip_bounds(h, n_strips, s):
+    y0 = s * _STRIP_ROWS
+    y1 = h if s == n_strips - 1 else y0 + _STRIP_ROWS
+    return y0, y1
+
+
+@numba.njit(cache=True, nogil=True)
+def _nb_finish(pix, h, w, prep, lam, max_loop, gamma, max_rounds, k0):
+    """Global thresholds from ``k0`` on, after the strip phase; returns the result pixels."""
+    n, C = pix.shape
+    S, Y, wgt, rep, ea, eb, ec, G, E = _nb_state_from_reps(pix, h, w, prep)
+    uf = np.arange(n, dtype=np.int32)
+    G, E = _nb_rounds(S, Y, wgt, rep, uf, ea, eb, ec, G, E, k0, max_loop + 1, lam, max_loop, gamma, max_rounds, 0)
     gid = np.empty(n, np.int32)
     for g in range(G):
         gid[rep[g]] = g
     out = np.empty((n, C), pix.dtype)
     for p in range(n):
-        root = p
-        while uf[root] != root:
-            root = uf[root]
-        q = p
-        while uf[q] != root:  # path compression
-            step = uf[q]
-            uf[q] = root
-            q = step
-        g = gid[root]
+        g = gid[_nb_find(uf, prep[p])]
         for ch in range(C):
             out[p, ch] = Y[g, ch]
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _nb_fuse(pix, h, w, lam, max_loop, gamma, max_rounds, n_strips, k0):
+    """One (h·w, C) float64 image on one core: strips one after another, then the global phase."""
+    prep = np.arange(pix.shape[0], dtype=np.int32)
+    if n_strips > 1:
+        for s in range(n_strips):
+            y0, y1 = _nb_strip_bounds(h, n_strips, s)
+            _nb_strip(pix, w, y0, y1, k0, lam, max_loop, gamma, max_rounds, prep)
+    return _nb_finish(pix, h, w, prep, lam, max_loop, gamma, max_rounds, k0)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _nb_fuse_batch(pix, h, w, lam, max_loop, gamma, max_rounds):
+def _nb_fuse_strips_parallel(pix, h, w, lam, max_loop, gamma, max_rounds, n_strips, k0):
+    """As ``_nb_fuse``, with the strips spread over the CPU cores (same result)."""
+    prep = np.arange(pix.shape[0], dtype=np.int32)
+    for s in numba.prange(n_strips):
+        y0, y1 = _nb_strip_bounds(h, n_strips, s)
+        _nb_strip(pix, w, y0, y1, k0, lam, max_loop, gamma, max_rounds, prep)
+    return _nb_finish(pix, h, w, prep, lam, max_loop, gamma, max_rounds, k0)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _nb_fuse_batch(pix, h, w, lam, max_loop, gamma, max_rounds, n_strips, k0):
     """``_nb_fuse`` on each of the (b, h·w, C) images, images spread over the CPU cores.
 
     Images share no edges, so solving them one by one gives what one joint graph gives.
     """
     out = np.empty_like(pix)
     for i in numba.prange(pix.shape[0]):
-        out[i] = _nb_fuse(pix[i], 1, h, w, lam, max_loop, gamma, max_rounds)
+        out[i] = _nb_fuse(pix[i], h, w, lam, max_loop, gamma, max_rounds, n_strips, k0)
     return out
 
 
@@ -579,12 +745,16 @@ def parallel_fusion(
         # (b, C, H, W) -> (b·H·W, C): one row per pixel, channels contiguous for gathers.
         pix = image.detach().reshape(b, c, h * w).transpose(1, 2).reshape(b * h * w, c).to(work)
         if backend == "numba" or (backend == "auto" and on_cpu):
-            args = (h, w, float(lam), int(max_loop), float(gamma), int(max_rounds))
+            args = (h, w, float(lam), int(max_loop), float(gamma), int(max_rounds), *_strip_plan(h, int(max_loop)))
             arr = np.ascontiguousarray(pix.numpy())
-            # One image: the sequential kernel (no thread start-up); several: one per core.
-            res = _nb_fuse(arr, 1, *args) if b == 1 else _nb_fuse_batch(arr.reshape(b, h * w, c), *args)
+            # One image: its row strips over the cores; several: one image per core.
+            if b == 1:
+                res = _nb_fuse_strips_parallel(arr, *args) if args[-2] > 1 else _nb_fuse(arr, *args)
+            else:
+                res = _nb_fuse_batch(arr.reshape(b, h * w, c), *args)
             out = torch.from_numpy(res.reshape(b * h * w, c))
         else:
-            labels, S, wgt = _fuse(pix, b, h, w, float(lam), int(max_loop), float(gamma), int(max_rounds))
+            labels, S, wgt = _fuse(pix, b, h, w, float(lam), int(max_loop), float(gamma), int(max_rounds),
+                                   *_strip_plan(h, int(max_loop)))
             out = _take(S / wgt[:, None], labels)
         return out.reshape(b, h * w, c).transpose(1, 2).reshape(image.shape).to(image.dtype)
