@@ -297,3 +297,29 @@ def test_cli_keeps_16_bit_colour_alpha_and_separate_pages(tmp_path):
         tifffile.imwrite(pages, np.full((12, 12), 10 * k, np.uint16), append=True)
     assert main(["l0", str(pages), "-o", str(tmp_path / "op.tif"), "--lam", "0.1"]) == 0
     assert tifffile.imread(tmp_path / "op.tif").shape == (3, 12, 12)
+
+
+def test_interrupted_write_leaves_the_previous_file(tmp_path, monkeypatch):
+    """Ctrl-C (or any error) in the middle of a write: the previous file stays, whole, and no temp file."""
+    out = write_image(tmp_path / "o.tif", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    before = out.read_bytes()
+
+    def interrupted(fh, image, suffix):
+        fh.write(b"II*\x00half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "_encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(out, np.zeros((8, 8), np.uint16))
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o.tif"]
+
+
+@pytest.mark.parametrize("shape", [(3, 10, 12), (10, 12, 2), (10, 12, 3), (2, 10, 12, 4), (4, 10, 12)])
+def test_tiff_outputs_read_back_with_the_same_channel_axis(tmp_path, shape):
+    image = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    info = describe(write_image(tmp_path / "o.tif", image))
+    assert info.shape == shape
+    assert info.channel_axis("auto") == (len(shape) - 1 if shape[-1] in (2, 3, 4) else None)
+    np.testing.assert_array_equal(read(info), image)
+

@@ -620,7 +620,11 @@ def _encode(fh, image: np.ndarray, suffix: str) -> None:
     if suffix in TIFF:
         import tifffile
 
-        tifffile.imwrite(fh, image)
+        # Say what the axes are rather than let tifffile guess (it takes a first axis of 3 as planar RGB):
+        # a last axis of 2-4 entries holds each pixel's samples, as :meth:`FileInfo.channel_axis` reads it back.
+        samples = image.ndim >= 3 and image.shape[-1] in (2, 3, 4)
+        photometric = "rgb" if samples and image.shape[-1] > 2 else "minisblack"
+        tifffile.imwrite(fh, image, photometric=photometric, planarconfig="contig" if samples else None)
     elif suffix in PNG and (image.dtype == np.uint16 and image.ndim == 3 or image.ndim == 3 and image.shape[-1] == 1):
         fh.write(_png_encode(image))
     else:
