@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
-SYSTEM_DEPS := xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 \
+SYSTEM_DEPS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 \
 	libxcb-image0 libxcb-shape0 libxcb-xfixes0 libxcb-cursor0 libgl1 libegl1 libxkbcommon-x11-0 libdbus-1-3 \
 	libfontconfig1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

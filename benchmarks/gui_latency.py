@@ -121,7 +121,8 @@ def _measure(case: str, iterations: int, n: int, trace: bool = False) -> None:
     widget.keep_every.value = iterations // 2
     widget.planes.value = "all planes"
     for field, value in (("seed", 0), ("device", "auto"), ("l0_solver", "auto"), ("replace", False)):
-        if hasattr(widget, field):
+        if hasattr(widget, field) and (not hasattr(getattr(widget, field), "choices")
+                                       or value in getattr(widget, field).choices):
             getattr(widget, field).value = value
     # The widget warms torch and numba up in the background when it opens (before any run); let it finish.
     from napari_dip_l0 import _widget
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=12, help="iterations per run (first plane)")
     parser.add_argument("--size", type=int, default=256, help="side of the 2-D and RGB images (stack: half)")
     parser.add_argument("--case", choices=CASES, help="run one case here (default: each in a fresh process)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each case (median reported)")
     parser.add_argument("--trace", action="store_true", help="print the GUI thread's stack at each stall")
     args = parser.parse_args()
     if args.case:
@@ -180,8 +182,22 @@ def main() -> None:
 
     print("| case | shape | wall time | longest GUI-thread stall |\n|---|---|---|---|", flush=True)
     for case in CASES:
-        subprocess.run([sys.executable, __file__, "--case", case, "--iterations", str(args.iterations),
-                        "--size", str(args.size)], check=False)
+        rows = []
+        for _ in range(args.repeat):
+            out = subprocess.run([sys.executable, __file__, "--case", case, "--iterations", str(args.iterations),
+                                  "--size", str(args.size)], check=False, capture_output=True, text=True).stdout
+            rows += [line for line in out.splitlines() if line.startswith("|")]
+        if not rows:
+            print(f"| {case} | failed | | |", flush=True)
+            continue
+        cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+        stalls = sorted(float(c[3].split()[0]) for c in cells)
+        walls = sorted(float(c[2].split()[0]) for c in cells)
+        if len(rows) == 1:
+            print(rows[0], flush=True)
+        else:
+            print(f"| {cells[0][0]} | {cells[0][1]} | {np.median(walls):.1f} s | {np.median(stalls):.0f} ms "
+                  f"(median of {len(rows)}; {stalls[0]:.0f}–{stalls[-1]:.0f}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ CURRENT, ALL = "current plane", "all planes"
 MAX_PLANE_PIXELS = 4096 * 4096
 # At most this often (seconds) does the preview layer get new data.
 PREVIEW_INTERVAL = 0.2
+# At most this often (seconds) do the progress bar and status line change.
+STATUS_INTERVAL = 0.25
 # The ℓ0 preview follows λ this long (ms) after the last change.
 L0_DEBOUNCE_MS = 300
 _SETTINGS = ("mode", "lam", "iterations", "planes", "replace", "preview_every", "keep_every", "seed", "device",
@@ -252,6 +254,7 @@ class _Job:
         self.error = None  # message of the exception that ended the run
         self.unit_start = (0, 0, 0)  # (plane, tile, iteration) where the current plane/tile began
         self.first_timed = None  # (iteration, seconds) of the first fitted iteration, for the ETA
+        self.shown_at = 0.0  # when the progress bar and status line last changed
 
     def layer_data(self, snap) -> np.ndarray:
         """The snapshot's estimate shaped as layer data (alpha restored, one-plane slab)."""
@@ -410,6 +413,7 @@ class DipL0Widget(Container):
         self._l0_worker = None  # the ℓ0 preview being computed
         self._l0_again = False  # λ changed while it was computed: compute once more
         self._l0_layer = None  # the ℓ0 preview layer, which follows λ
+        self._l0_source_id = None  # id() of the layer it was made from
         self._l0_timer = QTimer()
         self._l0_timer.setSingleShot(True)
         self._l0_timer.setInterval(L0_DEBOUNCE_MS)
@@ -585,6 +589,7 @@ class DipL0Widget(Container):
         worker.errored.connect(lambda exc: self._notify_error(f"{type(exc).__name__}: {exc}"))
         worker.finished.connect(self._l0_finished)
         self.status.value = f"ℓ0 preview λ={lam:g}…"
+        _freeze_gc(True)  # ended in _l0_finished, after the layer is in place
         worker.start()
 
     def _l0_done(self, layer, sel, method, lam, result, t0):
@@ -595,18 +600,19 @@ class DipL0Widget(Container):
                                         "version": __version__}
         name = f"{layer.name} · ℓ0 λ={lam:g} (preview)"
         target = self._l0_layer
-        if target is not None and target in self.viewer.layers and target.metadata.get("dip_l0_source") == id(layer):
+        if target is not None and target in self.viewer.layers and self._l0_source_id == id(layer):
             target.data = result
-            target.metadata = {**kwargs["metadata"], "dip_l0_source": id(layer)}
+            target.metadata = kwargs["metadata"]
             target.name = name
         else:
-            kwargs["metadata"]["dip_l0_source"] = id(layer)
             self._l0_layer = self.viewer.add_image(result, name=name, **kwargs)
+            self._l0_source_id = id(layer)
         if self.state is RunState.IDLE:
             self.status.value = f"ℓ0 preview λ={lam:g}: {time.perf_counter() - t0:.2f} s (follows λ)"
 
     def _l0_finished(self):
         self._l0_worker = None
+        _freeze_gc(False)
         if self._l0_again and not self._closed:
             self._l0_again = False
             self.l0_preview()
@@ -741,9 +747,16 @@ class DipL0Widget(Container):
         if job is None or job.error is not None or self._closed:
             return
         snap = job.last = tick.snap
-        self._set_progress(snap.iteration, snap.total)
-        if self.state is RunState.RUNNING:
-            self.status.value = self._progress_text(job, snap)
+        now = time.perf_counter()
+        # Each repaint of the dock costs a composition of the whole window (napari's canvas is OpenGL):
+        # the progress bar and the status line change at most a few times a second.
+        if tick.kind != "progress" or now - job.shown_at >= STATUS_INTERVAL:
+            job.shown_at = now
+            self._set_progress(snap.iteration, snap.total)
+            if self.state is RunState.RUNNING:
+                self.status.value = self._progress_text(job, snap)
+        else:
+            self._progress_text(job, snap)  # keeps count of where planes and tiles begin
         if tick.kind == "final":
             job.final = tick
             return
@@ -755,7 +768,7 @@ class DipL0Widget(Container):
             kwargs["metadata"]["dip_l0"] = {"preview": True}
             job.preview = self.viewer.add_image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 (live preview)",
                                                 **kwargs)
-        elif tick.kind == "preview":
+        else:
             job.preview.data = tick.image
         if tick.kind == "keep":
             kwargs = _layer_kwargs(job.layer, job.sel)
