@@ -15,6 +15,8 @@ validation live in :mod:`.run`; this module is the iteration itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -59,6 +61,11 @@ class AdmmFit:
     inputs : dict, optional
         Cache of network inputs by padded shape: the input depends only on
         the seed and the shape, so tiles of one run share one.
+    constraint : callable, optional
+        A projection onto the images the data allows (for a JPEG file,
+        :meth:`.jpeg.JpegConstraint.project`). With it the data term is the
+        distance to that set instead of to the plane, and the warm start,
+        ``v`` and the output are projected onto it.
 
     Examples
     --------
@@ -74,11 +81,12 @@ class AdmmFit:
     """
 
     def __init__(self, shape: tuple[int, int, int], preset: Preset, *, seed: int, device: torch.device,
-                 inputs: dict | None = None):
+                 inputs: dict | None = None, constraint: Callable[[torch.Tensor], torch.Tensor] | None = None):
         h, w, c = shape
         self.shape = (h, w, c)
         self.preset = preset
         self.device = device
+        self.constraint = constraint
         hp, wp = padded_size(h, preset.depth), padded_size(w, preset.depth)
         # A private RNG stream: same seed, same result, and the caller's global torch RNG is untouched.
         with torch.random.fork_rng(devices=[]):
@@ -107,7 +115,7 @@ class AdmmFit:
             raise ValueError(f"this fit takes planes of shape {self.shape}, got {plane.shape}")
         p = self.preset
         self.f = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))[None].to(self.device)
-        w0 = v_step(self.f, p.lam, "fft")
+        w0 = self.consistent(v_step(self.f, p.lam, "fft"))
         self.v = w0.clone()
         self.base = w0 if p.residual else 0.0
         self.iteration = 0
@@ -124,7 +132,9 @@ class AdmmFit:
         k = self.iteration = self.iteration + 1
         inp = self.z + p.noise_std * torch.randn(self.z.shape, generator=self.gen, device=self.device)
         out = self.base + self.net(inp)[:, :, :h, :w]
-        data = torch.mean((out - self.f) ** 2)
+        # With a constraint set the data term is the distance to the set: inside it, the priors decide.
+        target = self.f if self.constraint is None else self.constraint(out.detach())
+        data = torch.mean((out - target) ** 2)
         coupling = torch.mean((out - self.v + self.u) ** 2)
         loss = data + 0.5 * p.beta * coupling
         self.opt.zero_grad(set_to_none=True)
@@ -139,10 +149,11 @@ class AdmmFit:
         self.estimate = g if self.estimate is None else torch.add(self.estimate * decay, g, alpha=1.0 - decay)
         return {"loss": loss.item(), "data": data.item(), "coupling": coupling.item()}
 
+    def output(self) -> torch.Tensor:
+        """The current estimate as the run reports it (projected onto the constraint set, if any)."""
+        return self.consistent(self.estimate)
 
-def __getattr__(name):  # TEMPORARY shim while front ends move to core.run; removed at integration
-    if name in ("iter_dip_l0", "Snapshot"):
-        from . import run
+    def consistent(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` projected onto the constraint set (unchanged without one)."""
+        return x if self.constraint is None else self.constraint(x)
 
-        return getattr(run, name)
-    raise AttributeError(name)

@@ -131,6 +131,14 @@ class DipL0Run:
         outside it are clipped). ``None`` takes the image's own minimum and
         maximum. Give it to treat separately processed planes of one stack
         alike: ``lam`` is measured on this scale.
+    jpeg : str, path or JpegConstraint, optional
+        The JPEG file ``image`` was decoded from. Its quantised coefficients
+        and tables bound where the true image can lie (see :mod:`.jpeg`):
+        the fit is then pulled towards that set instead of towards the
+        decoded pixels, and every estimate is projected onto it. ``image``
+        must be the file's pixels (H, W, 3 with ``channel_axis=-1``, or
+        H, W for greyscale); the intensity scale is then 0-255 and the image
+        is not tiled.
 
     Attributes
     ----------
@@ -178,8 +186,14 @@ class DipL0Run:
         tile_overlap: int | None = None,
         max_memory: int | None = None,
         data_range: tuple[float, float] | None = None,
+        jpeg=None,
     ):
         arr, channel_axis = check_image(image, channel_axis)
+        self.jpeg = None if jpeg is None else _jpeg_constraint(jpeg, arr.shape, channel_axis, data_range)
+        if self.jpeg is not None:
+            data_range = (0, 255)  # the file's sample scale
+            # The constraint is on the whole image's blocks: no tiles (the memory check still applies).
+            tile_size = max(check_tiling(tile_size, tile_overlap)[0], *self.jpeg.shape)
         if preset is None:
             preset = get_preset(mode)
         elif not isinstance(preset, Preset):
@@ -255,16 +269,17 @@ class DipL0Run:
                 tile = plane[window]
                 fit = fits[t] if self.warm_start else None
                 if fit is None:
-                    fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs)
+                    constraint = None if self.jpeg is None else self.jpeg.project
+                    fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs,
+                                            constraint=constraint)
                 preview = fit.start(tile)
                 yield snapshot(done, p, t, {}, self._renderer(out, p, mosaic, t, lambda: preview))
                 its = self._counts[p * tiles + t]
                 for k in range(1, its + 1):
                     losses = fit.step()
-                    estimate = fit.estimate
-                    yield snapshot(done + k, p, t, losses,
-                                   self._renderer(out, p, mosaic, t, lambda e=estimate: to_numpy(e)))
-                mosaic.add(t, to_numpy(fit.estimate))
+                    render = self._renderer(out, p, mosaic, t, lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
+                    yield snapshot(done + k, p, t, losses, render)
+                mosaic.add(t, to_numpy(fit.output()))
                 done += its
             reader.store(out, p, mosaic.result())
 
@@ -281,6 +296,21 @@ class DipL0Run:
             return reader.assemble(buf)
 
         return render
+
+
+def _jpeg_constraint(jpeg, shape: tuple, channel_axis, data_range):
+    """The constraint of ``jpeg`` (a path or a JpegConstraint), checked against the image it comes with."""
+    from .jpeg import JpegConstraint, read_jpeg_constraint
+
+    qcs = jpeg if isinstance(jpeg, JpegConstraint) else read_jpeg_constraint(jpeg)
+    if data_range is not None:
+        raise ValueError("data_range cannot be set with jpeg=: the file's samples run from 0 to 255")
+    expected = (*qcs.shape, 3) if qcs.channels == 3 else qcs.shape
+    if tuple(shape) != expected or (qcs.channels == 3) != (channel_axis == len(shape) - 1):
+        what = "an RGB image (H, W, 3) with channel_axis=-1" if qcs.channels == 3 else "a greyscale image (H, W)"
+        raise ValueError(f"the JPEG file {qcs.path or ''} holds {what} of {qcs.shape[0]}×{qcs.shape[1]} pixels; "
+                         f"got shape {tuple(shape)} with channel_axis={channel_axis}")
+    return qcs
 
 
 def iter_dip_l0(image, mode: str = "smooth", **kwargs) -> Iterator[Snapshot]:

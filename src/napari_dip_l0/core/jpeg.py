@@ -1,0 +1,210 @@
+"""The quantisation constraint of a JPEG file: the images it could have come from.
+
+A JPEG stores each 8×8 block's DCT coefficients as integers ``k`` times a
+quantisation table ``Q``, in YCbCr with the chroma planes usually subsampled.
+So the true image's coefficients lie in ``[(k - 1/2) Q, (k + 1/2) Q]``: a box
+around the decoded image that decoding alone throws away. Projecting an
+estimate onto that box (block DCT, clip, inverse DCT, in the file's colour
+space and sampling) keeps it consistent with the file; Bredies & Holler's
+TV/TGV JPEG decompression is built on the same set.
+
+The model follows libjpeg's encoder: JFIF full-range YCbCr, chroma
+subsampled by averaging, planes padded to whole blocks by repeating the last
+row and column, orthonormal 8×8 DCT-II of the level-shifted samples. Blocks
+that lie wholly inside the image are projected exactly; blocks over the
+right or bottom edge only approximately (their padding is not ours to set).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["JpegConstraint", "read_jpeg_constraint"]
+
+# JFIF RGB -> YCbCr (offsets of 128 on the chroma planes) and back.
+_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]])
+_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
+
+
+def _dct_matrix(dtype, device) -> torch.Tensor:
+    """The orthonormal 8-point DCT-II matrix (JPEG's FDCT is this applied on both sides)."""
+    k = torch.arange(8, dtype=torch.float64)
+    d = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
+    d[0] /= math.sqrt(2)
+    return d.to(dtype=dtype, device=device)
+
+
+class JpegConstraint:
+    """The quantisation constraint set of one baseline or progressive JPEG file.
+
+    Parameters
+    ----------
+    coefficients : list of ndarray
+        Per component (Y, or Y, Cb, Cr), the quantised DCT coefficients,
+        shape ``(blocks_y, blocks_x, 8, 8)``, natural (not zig-zag) order.
+    tables : list of ndarray
+        Per component, its 8×8 quantisation table.
+    factors : list of (int, int)
+        Per component, how many image pixels one of its samples spans
+        vertically and horizontally (2, 2 for 4:2:0 chroma; 1, 1 for luma).
+    shape : (int, int)
+        Height and width of the image.
+
+    Examples
+    --------
+    >>> import io, numpy as np, imageio.v3 as iio
+    >>> from napari_dip_l0.core.jpeg import read_jpeg_constraint
+    >>> rgb = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    >>> iio.imwrite("/tmp/example_q10.jpg", rgb, quality=10)
+    >>> qcs = read_jpeg_constraint("/tmp/example_q10.jpg")
+    >>> qcs.shape, qcs.channels
+    ((40, 56), 3)
+    """
+
+    def __init__(self, coefficients: list[np.ndarray], tables: list[np.ndarray], factors: list[tuple[int, int]],
+                 shape: tuple[int, int], path: str | None = None):
+        if len(coefficients) not in (1, 3) or not len(coefficients) == len(tables) == len(factors):
+            raise ValueError("a JPEG constraint needs 1 (grey) or 3 (YCbCr) components with a table and a factor each")
+        self.coefficients = [np.asarray(c, np.float64) for c in coefficients]
+        self.tables = [np.asarray(q, np.float64) for q in tables]
+        self.factors = [tuple(int(v) for v in f) for f in factors]
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.path = path
+        self._cache: dict = {}
+
+    @property
+    def channels(self) -> int:
+        return len(self.coefficients)
+
+    def _tensors(self, dtype, device):
+        key = (dtype, str(device))
+        if key not in self._cache:
+            as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+            self._cache[key] = (
+                _dct_matrix(dtype, device),
+                [(as_t(c * q), as_t(q)) for c, q in zip(self.coefficients, self.tables)],
+                as_t(_RGB_TO_YCC), as_t(_YCC_TO_RGB),
+            )
+        return self._cache[key]
+
+    def _padded(self) -> tuple[int, int]:
+        """Image size padded so that every component's blocks are covered."""
+        hp = max(c.shape[0] * 8 * f[0] for c, f in zip(self.coefficients, self.factors))
+        wp = max(c.shape[1] * 8 * f[1] for c, f in zip(self.coefficients, self.factors))
+        return max(hp, self.shape[0]), max(wp, self.shape[1])
+
+    def _planes(self, x: torch.Tensor, to_ycc: torch.Tensor) -> torch.Tensor:
+        """(1, C, H, W) on [0, 1] -> padded sample planes (C, Hp, Wp) on 0..255 in the file's colour space."""
+        h, w = self.shape
+        hp, wp = self._padded()
+        x255 = x[0] * 255.0
+        if self.channels == 3:
+            x255 = torch.einsum("ij,jhw->ihw", to_ycc, x255)
+            x255 = x255 + torch.tensor([0.0, 128.0, 128.0], dtype=x.dtype, device=x.device)[:, None, None]
+        return F.pad(x255[None], (0, wp - w, 0, hp - h), mode="replicate")[0]
+
+    def _block_offsets(self, planes: torch.Tensor, dct: torch.Tensor, comps) -> list[torch.Tensor]:
+        """Per component: the change of its (subsampled) samples that moves every block into its box."""
+        deltas = []
+        for c, (kq, q) in enumerate(comps):
+            by, bx = kq.shape[:2]
+            fy, fx = self.factors[c]
+            plane = planes[c, : by * 8 * fy, : bx * 8 * fx]
+            if (fy, fx) != (1, 1):
+                plane = F.avg_pool2d(plane[None, None], (fy, fx))[0, 0]
+            blocks = (plane - 128.0).reshape(by, 8, bx, 8).permute(0, 2, 1, 3)
+            coef = dct @ blocks @ dct.T
+            clipped = torch.minimum(torch.maximum(coef, kq - q / 2), kq + q / 2)
+            delta = dct.T @ (clipped - coef) @ dct
+            deltas.append(delta.permute(0, 2, 1, 3).reshape(by * 8, bx * 8))
+        return deltas
+
+    def project(self, x: torch.Tensor, *, rounds: int = 3) -> torch.Tensor:
+        """The nearest image to ``x`` (a (1, C, H, W) tensor on [0, 1]) that the file allows, clipped to [0, 1].
+
+        Alternates the projection onto the coefficient boxes with clipping to
+        [0, 1] (both sets are convex), ``rounds`` times.
+        """
+        self._check(x)
+        dct, comps, to_ycc, to_rgb = self._tensors(x.dtype, x.device)
+        h, w = self.shape
+        for _ in range(rounds):
+            planes = self._planes(x, to_ycc)
+            for c, delta in enumerate(self._block_offsets(planes, dct, comps)):
+                fy, fx = self.factors[c]
+                if (fy, fx) != (1, 1):
+                    # Repeating a change of the averaged samples moves their average by exactly that change.
+                    delta = delta.repeat_interleave(fy, 0).repeat_interleave(fx, 1)
+                planes[c, : delta.shape[0], : delta.shape[1]] += delta
+            img = planes[:, :h, :w]
+            if self.channels == 3:
+                img = img - torch.tensor([0.0, 128.0, 128.0], dtype=x.dtype, device=x.device)[:, None, None]
+                img = torch.einsum("ij,jhw->ihw", to_rgb, img)
+            x = (img / 255.0).clamp(0.0, 1.0)[None]
+        return x
+
+    def violation(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Per component, the largest distance of a coefficient of ``x`` outside its box, in units of ``Q``.
+
+        0 means every block of that component is consistent with the file.
+        ``x`` is a (1, C, H, W) tensor, or an (H, W[, C]) array, on [0, 1].
+        """
+        if isinstance(x, np.ndarray):
+            arr = x[..., None] if x.ndim == 2 else x
+            x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), np.float64))[None]
+        self._check(x)
+        dct, comps, to_ycc, _ = self._tensors(x.dtype, x.device)
+        planes = self._planes(x, to_ycc)
+        out = []
+        for c, delta in enumerate(self._block_offsets(planes, dct, comps)):
+            by, bx = comps[c][0].shape[:2]
+            blocks = delta.reshape(by, 8, bx, 8).permute(0, 2, 1, 3)
+            moved = dct @ blocks @ dct.T  # the coefficient change that projection would make
+            out.append(float((moved.abs() / comps[c][1]).max()))
+        return np.array(out)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[0] != 1 or tuple(x.shape[1:]) != (self.channels, *self.shape):
+            raise ValueError(f"the JPEG file holds a {self.shape[0]}×{self.shape[1]} image with {self.channels} "
+                             f"channel(s); got an estimate of shape {tuple(x.shape[1:])} (C, H, W)")
+
+
+def read_jpeg_constraint(path: str | os.PathLike) -> JpegConstraint:
+    """Read a JPEG file's quantised DCT coefficients and tables (with ``jpeglib``).
+
+    Raises ``ValueError`` for a file that is not a JPEG this model covers
+    (colour spaces other than greyscale and YCbCr, such as CMYK) and
+    ``ImportError`` when ``jpeglib`` is missing.
+    """
+    try:
+        import jpeglib
+    except ImportError:
+        raise ImportError("reading a JPEG file's quantisation tables needs jpeglib: pip install jpeglib") from None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        d = jpeglib.read_dct(str(path))
+        d.load()
+    except Exception as exc:  # jpeglib raises several types for files it cannot parse
+        raise ValueError(f"cannot read the JPEG coefficients of {path}: {exc}") from None
+    space = str(d.jpeg_color_space)
+    if space.endswith("GRAYSCALE"):
+        comps = [d.Y]
+    elif space.endswith("YCbCr") and d.Cb is not None and d.Cr is not None:
+        comps = [d.Y, d.Cb, d.Cr]
+    else:
+        raise ValueError(f"{path} is stored in the {space.replace('JCS_', '')} colour space; only greyscale and "
+                         f"YCbCr JPEGs can be deblocked from their file")
+    samp = np.asarray(d.samp_factor).reshape(len(comps), 2)  # (vertical, horizontal) per component
+    vmax, hmax = samp[:, 0].max(), samp[:, 1].max()
+    factors = [(int(vmax // v), int(hmax // h)) for v, h in samp]
+    tables = [np.asarray(d.get_component_qt(c)) for c in range(len(comps))]
+    return JpegConstraint([np.asarray(c) for c in comps], tables, factors, (int(d.height), int(d.width)),
+                          str(path))
