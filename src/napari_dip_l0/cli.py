@@ -171,9 +171,10 @@ class Interrupts:
     while ``l0`` waits for its solver thread (which is left behind).
     """
 
-    def __init__(self):
+    def __init__(self, after=None):
         self.count = 0
         self._previous = None
+        self._after = after  # the handler to leave in place at the end (default: the one found)
 
     def __enter__(self) -> "Interrupts":
         try:
@@ -190,7 +191,7 @@ class Interrupts:
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+            signal.signal(signal.SIGINT, self._previous if self._after is None else self._after)
 
 
 class Interrupted(Exception):
@@ -419,13 +420,14 @@ def _cmd_gui(args, interrupts: Interrupts) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dip-l0`` command line; returns the exit status (130 after Ctrl-C)."""
     commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo}
-    with Interrupts() as interrupts:  # first of all: from here on a Ctrl-C is noted, never a traceback
+    # First of all: from here on a Ctrl-C is noted, never a traceback. For the console script, one that
+    # comes after the command, while the interpreter exits, is too late to matter and is ignored.
+    with Interrupts(after=signal.SIG_IGN if argv is None else None) as interrupts:
         args = _parser().parse_args(argv)
         if args.command in commands:
             code = _report(lambda: commands[args.command](args, interrupts))
-            if argv is None:  # the console script: a Ctrl-C from now to the exit is too late to matter
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.command == "gui":  # napari's event loop handles Ctrl-C its own way
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         return _report(lambda: _cmd_gui(args, Interrupts()))
     if argv is None and any(t.is_alive() for t in _ABANDONED):
         # An abandoned solver thread would hold up the interpreter's exit for as long as it runs;
