@@ -85,7 +85,7 @@ class JpegConstraint:
     def _tensors(self, dtype, device):
         key = (dtype, str(device))
         if key not in self._cache:
-            as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+            as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)
             self._cache[key] = (
                 _dct_matrix(dtype, device),
                 [(as_t(c * q), as_t(q)) for c, q in zip(self.coefficients, self.tables)],

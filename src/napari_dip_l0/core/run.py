@@ -13,7 +13,6 @@ from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
-import torch
 
 from .admm import AdmmFit, to_numpy
 from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
@@ -273,7 +272,7 @@ class DipL0Run:
                     fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs,
                                             constraint=constraint)
                 preview = fit.start(tile)
-                yield snapshot(done, p, t, {}, self._renderer(out, p, mosaic, t, lambda: preview))
+                yield snapshot(done, p, t, {}, self._renderer(out, p, mosaic, t, lambda pv=preview: pv))
                 its = self._counts[p * tiles + t]
                 for k in range(1, its + 1):
                     losses = fit.step()
