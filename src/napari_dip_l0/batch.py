@@ -347,8 +347,11 @@ def _local_cluster(workers: int | None):
     # made a 1-worker batch 1.8x slower (benchmarks/batch.py; 14x the system time over the run).
     environ = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1"}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        # Logs at CRITICAL only: a task's failure comes back as its result and a lost worker as the future's
+        # error, both in the summary; what dask logs at ERROR is the noise of a cluster closed mid-run (a
+        # worker's heartbeat to a scheduler that has just gone, with a traceback).
         cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.CRITICAL)
         # The worker processes are started with SIGINT ignored, which they keep (an ignored signal is
         # inherited; a handler is not): a Ctrl-C to the whole process group then reaches only this client,
         # which closes the cluster, instead of printing a traceback from every worker. SIGINT is ignored
