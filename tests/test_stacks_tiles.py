@@ -153,3 +153,14 @@ def test_data_range_clips_and_validates():
         iter_dip_l0(img, data_range=(5, 5))
     with pytest.raises(TypeError, match="data_range"):
         iter_dip_l0(img, data_range="wide")
+
+
+@pytest.mark.parametrize("shape, tile", [((3, 40, 40), None), ((96, 96), 64)])
+def test_snapshots_show_their_own_moment_whenever_rendered(shape, tile):
+    img = np.random.default_rng(1).random(shape).astype(np.float32)
+    kwargs = dict(lam=0.03, iterations=2, warm_iterations=2, tile_size=tile)
+    early = [s.image for s in DipL0Run(img, **kwargs)]  # each rendered as it comes
+    late = [s.image for s in list(DipL0Run(img, **kwargs))]  # all rendered after the run ended
+    assert len(early) == len(late) > 3
+    for a, b in zip(early, late):
+        np.testing.assert_array_equal(a, b)

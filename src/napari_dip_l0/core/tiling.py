@@ -95,7 +95,7 @@ class Mosaic:
     plane : ndarray (H, W, C)
         The normalised input plane.
     windows : list of (slice, slice)
-        The tiles, from :func:`tile_grid`.
+        The tiles, from :func:`tile_grid`, fitted in this order.
     overlap : int
         Pixels shared by neighbouring tiles.
     """
@@ -104,44 +104,33 @@ class Mosaic:
         self.plane = plane
         self.windows = windows
         self.overlap = overlap
-        self.single = len(windows) == 1
-        if not self.single:
-            self.acc = np.zeros_like(plane)
-            self.wsum = np.zeros((*plane.shape[:2], 1), np.float32)
-        self.last: np.ndarray | None = None
-
-    def _weights(self, t: int) -> np.ndarray:
-        h, w = self.plane.shape[:2]
-        return blend_weights(self.windows[t], h, w, self.overlap)[..., None]
+        self.finals: list[np.ndarray] = []  # tile t's final estimate, in fitting order
 
     def add(self, t: int, est: np.ndarray) -> None:
-        """Blend in tile ``t``'s final estimate."""
-        if self.single:
-            self.last = est
-            return
-        win, wt = self.windows[t], self._weights(t)
-        self.acc[win] += wt * est
-        self.wsum[win] += wt
+        """Record tile ``t``'s final estimate (tiles are added in order)."""
+        if t != len(self.finals):
+            raise ValueError(f"tile {t} added out of order (expected {len(self.finals)})")
+        self.finals.append(est)
 
-    def _blend(self, acc, wsum) -> np.ndarray:
+    def preview(self, t: int, est: np.ndarray) -> np.ndarray:
+        """The plane with tiles before ``t`` final and tile ``t`` at ``est``: the same whenever it is called."""
+        if len(self.windows) == 1:
+            return est
+        h, w = self.plane.shape[:2]
+        acc = np.zeros_like(self.plane)
+        wsum = np.zeros((h, w, 1), np.float32)
+        for win, tile in zip(self.windows[: t + 1], [*self.finals[:t], est]):
+            wt = blend_weights(win, h, w, self.overlap)[..., None]
+            acc[win] += wt * tile
+            wsum[win] += wt
         res = self.plane.copy()
         covered = wsum[..., 0] > 0
         res[covered] = acc[covered] / wsum[covered]
         return res
 
-    def preview(self, t: int, est: np.ndarray) -> np.ndarray:
-        """The plane with tile ``t`` at estimate ``est`` blended in (the mosaic is unchanged)."""
-        if self.single:
-            return est
-        acc, wsum = self.acc.copy(), self.wsum.copy()
-        win, wt = self.windows[t], self._weights(t)
-        acc[win] += wt * est
-        wsum[win] += wt
-        return self._blend(acc, wsum)
-
     def result(self) -> np.ndarray:
-        """The blended plane (with one tile, its estimate as it is)."""
-        return self.last if self.single else self._blend(self.acc, self.wsum)
+        """The blended plane, once every tile is added."""
+        return self.preview(len(self.windows) - 1, self.finals[-1])
 
 
 # Peak bytes per pixel of the network's padded input for one fit, measured with
