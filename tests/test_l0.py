@@ -91,7 +91,7 @@ def test_gradient_count():
     assert gradient_count(img) == 4
 
 
-@pytest.mark.parametrize("method", ["region_fusion", "fft"])
+@pytest.mark.parametrize("method", ["parallel_fusion", "region_fusion", "fft"])
 def test_l0_smooth_api(method):
     truth, noisy = _regions_image(np.random.default_rng(6), noise=0.03)
     u16 = np.round(np.clip(noisy, 0, 1) * 4095).astype(np.uint16)  # 12-bit data in 16 bits

@@ -4,7 +4,8 @@ Model (Tran, Bui & Xin 2026): ``min_θ ||f - g_θ(x)||² + lam ||∇ g_θ(x)||_0
 split with ``v = g_θ(x)``, scaled multiplier ``u`` and penalty ``beta``:
 
 1. θ-step: one Adam step on ``||f - g||² + beta/2 ||g - v + u||²``;
-2. v-step: ``v = l0(g + u, 2 lam / beta)`` (Region Fusion or FFT solver);
+2. v-step: ``v = l0(g + u, 2 lam / beta)`` (Region Fusion, parallel or
+   sequential, or the FFT solver);
 3. u-step: ``u += g - v``;
 4. output: exponential moving average of ``g``.
 
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numba
 import numpy as np
 import torch
 
+from .fusion import parallel_fusion
 from .l0 import fft_l0, region_fusion
 from .network import SkipNet, make_input, padded_size
 from .presets import Preset
@@ -33,6 +36,11 @@ def v_step(z: torch.Tensor, lam: float, solver: str, max_loop: int = 50) -> torc
         # float64 keeps the large splitting weights exact; MPS has no float64.
         dtype = torch.float32 if z.device.type == "mps" else torch.float64
         return fft_l0(z.to(dtype), lam).to(z.dtype)
+    if solver == "parallel_fusion":
+        # Stays on the device: no host round trip on a GPU. On the CPU numba uses as many threads as torch.
+        if z.device.type == "cpu":
+            numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        return parallel_fusion(z.detach(), lam, max_loop=max_loop)
     v = region_fusion(to_numpy(z), lam, max_loop=max_loop)
     return torch.from_numpy(v).to(device=z.device, dtype=z.dtype).permute(2, 0, 1)[None]
 

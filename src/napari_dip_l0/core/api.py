@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fusion import parallel_fusion
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import PlaneReader, check_image, check_lam
 from .run import DipL0Run
@@ -11,7 +12,7 @@ from .run import DipL0Run
 __all__ = ["l0_smooth", "dip_l0_smooth", "dip_l0_deblock"]
 
 
-def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis: int | None = None) -> np.ndarray:
+def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axis: int | None = None) -> np.ndarray:
     """ℓ0 gradient smoothing alone: fast, no network.
 
     Parameters
@@ -22,9 +23,11 @@ def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis:
     lam : float
         Weight of the ℓ0 term on the [0, 1] intensity scale (the data's range).
         Larger values give fewer, larger flat regions; 0 returns the input.
-    method : {'region_fusion', 'fft'}
-        Region Fusion (Nguyen & Brown 2015; exactly piecewise constant) or the
-        FFT half-quadratic solver (Xu et al. 2011; periodic boundaries).
+    method : {'parallel_fusion', 'region_fusion', 'fft'}
+        Region Fusion (Nguyen & Brown 2015; exactly piecewise constant), in
+        its data-parallel form that uses every core (:mod:`.fusion`) or the
+        sequential original, or the FFT half-quadratic solver (Xu et al.
+        2011; approximately piecewise constant, periodic boundaries).
     channel_axis : int, optional
         Axis of channels, smoothed jointly.
 
@@ -49,7 +52,7 @@ def l0_smooth(image, lam: float, *, method: str = "region_fusion", channel_axis:
     if method not in L0_SOLVERS:
         raise ValueError(f"unknown method {method!r}; expected one of {L0_SOLVERS}")
     reader = PlaneReader(arr, channel_axis)
-    solve = region_fusion if method == "region_fusion" else fft_l0
+    solve = {"parallel_fusion": parallel_fusion, "region_fusion": region_fusion, "fft": fft_l0}[method]
     out = reader.new_output()
     for p in range(len(reader)):
         reader.store(out, p, solve(reader.read(p), lam))
@@ -88,7 +91,7 @@ def dip_l0_smooth(
         input gives a bit-identical result.
     device : str
         'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda' or 'mps'.
-    l0_solver : {'region_fusion', 'fft'}, optional
+    l0_solver : {'parallel_fusion', 'region_fusion', 'fft'}, optional
         ℓ0 solver of the ADMM v-step; ``None`` takes the preset's.
     warm_start : bool
         Start each plane of a stack from the previous plane's network and

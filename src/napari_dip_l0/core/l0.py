@@ -17,8 +17,10 @@ import torch
 
 __all__ = ["L0_SOLVERS", "region_fusion", "fft_l0", "gradient_count", "l0_energy"]
 
-#: Names of the ℓ0 solvers, as the API, CLI and widget accept them.
-L0_SOLVERS = ("region_fusion", "fft")
+#: Names of the ℓ0 solvers, as the API, CLI and widget accept them: Region Fusion
+#: data-parallel (:mod:`.fusion`; the default) and sequential (the reference), and
+#: the FFT solver.
+L0_SOLVERS = ("parallel_fusion", "region_fusion", "fft")
 
 
 @numba.njit(cache=True, nogil=True)

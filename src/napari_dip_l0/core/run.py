@@ -96,7 +96,7 @@ class DipL0Run:
         data's own range). ``None`` takes the preset's.
     iterations : int, optional
         ADMM iterations per plane (per tile). ``None`` takes the preset's.
-    l0_solver : {'region_fusion', 'fft'}, optional
+    l0_solver : {'parallel_fusion', 'region_fusion', 'fft'}, optional
         Solver of the v-step; ``None`` takes the preset's.
     preset : Preset, optional
         Full settings; ``lam``, ``iterations`` and ``l0_solver`` still override it.
