@@ -1,7 +1,11 @@
 """napari-dip-l0: edge-preserving smoothing and JPEG deblocking by DIP-ℓ0.
 
-The core (``napari_dip_l0.core``) imports neither Qt nor napari.
+The core (``napari_dip_l0.core``) imports neither Qt nor napari. The names
+below are loaded on first use, so ``import napari_dip_l0.cli`` does not pull
+in torch before the command line has taken over Ctrl-C.
 """
+
+from importlib import import_module
 
 try:
     from importlib.metadata import PackageNotFoundError, version
@@ -10,18 +14,27 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from .core.api import dip_l0_deblock, dip_l0_smooth, l0_smooth
-from .core.presets import PRESETS, Preset
-from .core.run import DipL0Run, Snapshot, iter_dip_l0
+_EXPORTS = {
+    "l0_smooth": ".core.api",
+    "dip_l0_smooth": ".core.api",
+    "dip_l0_deblock": ".core.api",
+    "iter_dip_l0": ".core.run",
+    "DipL0Run": ".core.run",
+    "Snapshot": ".core.run",
+    "Preset": ".core.presets",
+    "PRESETS": ".core.presets",
+}
 
-__all__ = [
-    "__version__",
-    "l0_smooth",
-    "dip_l0_smooth",
-    "dip_l0_deblock",
-    "iter_dip_l0",
-    "DipL0Run",
-    "Snapshot",
-    "Preset",
-    "PRESETS",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
