@@ -351,10 +351,11 @@ def test_labels_tooltips_and_advanced_section(widget):
 
 
 def test_solver_labels_fall_back_to_words(monkeypatch):
-    monkeypatch.setattr(_widget, "L0_SOLVERS", ("region_fusion", "fft", "parallel_fusion"))
+    monkeypatch.setattr(_widget, "L0_SOLVERS", ("region_fusion", "fft", "some_new_solver"))
     labels = [label for label, _ in _widget._solver_choices()]
-    assert labels[-1] == "parallel fusion" and labels[0].startswith("automatic")
+    assert labels[-1] == "some new solver" and labels[0].startswith("automatic")
     assert _widget._solver_arg("fft", "smooth") == "fft"
+    assert _widget._solver_arg("auto", "deblock") is None  # the core takes the preset's solver
 
 
 def test_removing_dock_widget_stops_worker(qtbot, viewer):

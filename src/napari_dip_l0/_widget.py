@@ -54,6 +54,7 @@ _SETTINGS = ("mode", "lam", "iterations", "planes", "replace", "preview_every", 
 # Readable names of the ℓ0 solvers; a solver the core adds later shows under its own name.
 SOLVER_LABELS = {
     "region_fusion": "Region Fusion (exact, sharp edges)",
+    "parallel_fusion": "Region Fusion, parallel (sharp edges, faster)",
     "fft": "FFT (fast, approximate)",
 }
 AUTO_SOLVER = "automatic (the mode's preset)"
@@ -66,12 +67,8 @@ def _solver_choices() -> list[tuple[str, str]]:
 
 
 def _solver_arg(choice: str, mode: str) -> str | None:
-    """The ``l0_solver`` passed to the core for the widget's solver choice ("auto": the preset's)."""
-    # TEMPORARY: the core is about to take l0_solver=None as "the preset's solver". Until it does,
-    # automatic means the preset's solver here, in this one place; then this returns None for "auto".
-    if choice == "auto":
-        return getattr(PRESETS[mode], "l0_solver", "region_fusion")
-    return choice
+    """The ``l0_solver`` passed to the core for the widget's solver choice: None (the preset's) for "auto"."""
+    return None if choice == "auto" else choice
 
 
 def _devices() -> list[tuple[str, str]]:
@@ -572,7 +569,8 @@ class DipL0Widget(Container):
             self._notify_error("choose an image layer first")
             return
         mode = MODES[self.mode.value]
-        method = _solver_arg(self.l0_solver.value, mode)
+        # "auto": the preset's v-step solver, as a run would use it.
+        method = _solver_arg(self.l0_solver.value, mode) or PRESETS[mode].l0_solver
         lam = float(self.lam.value)
         try:
             sel = _select(layer, CURRENT, self.viewer)
