@@ -128,6 +128,8 @@ def methods(kind: str, quick: bool) -> dict:
     if kind == "smooth":
         found["DIP-ℓ0, FFT v-step (preset)"] = dip_runs(shipped, [shipped.iterations], solver="fft")
     found["DIP-ℓ0, Region Fusion v-step (preset)"] = dip_runs(shipped, [shipped.iterations], solver="region_fusion")
+    found["DIP-ℓ0, parallel Region Fusion v-step (preset)"] = dip_runs(shipped, [shipped.iterations],
+                                                                      solver="parallel_fusion")
     return found
 
 
