@@ -23,7 +23,7 @@ venv: $(VENV)/.installed
 
 # Xvfb and the X/GL libraries Qt needs, for napari's tests without a screen.
 system-deps:
-	@if ! command -v Xvfb >/dev/null || ! ldconfig -p | grep -q libxkbcommon-x11; then \
+	@if ! command -v Xvfb >/dev/null || ! command -v xauth >/dev/null || ! ldconfig -p | grep -q libxkbcommon-x11; then \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(SYSTEM_DEPS); fi
 
 # With a display: napari opens with a sample loaded and the DIP-ℓ0 widget docked.
