@@ -15,6 +15,7 @@ from qtpy.QtCore import QThreadPool  # noqa: E402
 
 from napari_dip_l0 import _widget  # noqa: E402
 from napari_dip_l0._widget import DipL0Widget, RunState  # noqa: E402
+from napari_dip_l0.core.presets import PRESETS  # noqa: E402
 
 TIMEOUT = 120_000
 MANIFEST = yaml.safe_load((Path(_widget.__file__).parent / "napari.yaml").read_text(encoding="utf-8"))
@@ -272,6 +273,7 @@ def test_all_planes_and_current_plane(qtbot, viewer, widget):
     meta = out.metadata["dip_l0"]
     # Plane 2 warm-starts from plane 1 with a third of the iterations (at least one).
     assert meta["iterations_done"] == 3 + 1 and not meta["stopped_early"]
+    assert meta["l0_solver"] == PRESETS["smooth"].l0_solver  # the solver the preset chose, not None
     viewer.layers.remove(out)
 
     viewer.dims.set_current_step(0, 1)

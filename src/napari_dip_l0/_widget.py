@@ -849,6 +849,7 @@ def _provenance(job: _Job, snap) -> dict:
     return {
         "method": "DIP-ℓ0",
         **job.params,
+        "l0_solver": snap.preset.l0_solver,  # the solver used, also when the preset chose it
         "iterations_done": snap.iteration,
         "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),
         "seconds": round(snap.seconds, 3),

@@ -220,19 +220,22 @@ def _nb_hash(a, b):
     return x & np.int64(_HASH_MASK)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nb_merge_cost(Y, wgt, a, b):
+    """Data cost of merging groups a and b: w_a w_b / (w_a + w_b) · ||Y_a - Y_b||²."""
+    d = 0.0
+    for ch in range(Y.shape[1]):
+        t = Y[a, ch] - Y[b, ch]
+        d += t * t
+    wa = wgt[a]
+    wb = wgt[b]
+    return d * (wa * wb / (wa + wb))
+
+
 @numba.njit(cache=True, nogil=True)
 def _nb_ratios(Y, wgt, ea, eb, ec, r, lo, hi):
-    C = Y.shape[1]
     for e in range(lo, hi):
-        a = ea[e]
-        b = eb[e]
-        wa = wgt[a]
-        wb = wgt[b]
-        d = 0.0
-        for ch in range(C):
-            t = Y[a, ch] - Y[b, ch]
-            d += t * t
-        r[e] = d * (wa * wb / (wa + wb)) / ec[e]
+        r[e] = _nb_merge_cost(Y, wgt, ea[e], eb[e]) / ec[e]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -355,11 +358,7 @@ def _nb_rounds(S, Y, wgt, rep, uf, ea, eb, ec, G, E, k_start, k_end, lam, max_lo
                     leaf = buf[q]
                     wl = wgt[leaf]
                     wc = wgt[c]
-                    d = 0.0
-                    for ch in range(C):
-                        t = Y[leaf, ch] - Y[c, ch]
-                        d += t * t
-                    if d * (wl * wc / (wl + wc)) > beta * cnt[leaf]:
+                    if _nb_merge_cost(Y, wgt, leaf, c) > beta * cnt[leaf]:
                         break  # the grown group no longer takes this leaf, nor the later ones
                     wgt[c] = wc + wl
                     for ch in range(C):
