@@ -219,3 +219,28 @@ def test_cuda_stays_on_device():
     e_gpu = l0_energy(img, out[0].permute(1, 2, 0).cpu().double().numpy(), 0.06)
     e_cpu = l0_energy(img, cpu[0].permute(1, 2, 0).double().numpy(), 0.06)
     assert abs(e_gpu / e_cpu - 1) < 0.01
+
+
+def test_admm_iterations_stay_on_the_tensor_path(monkeypatch):
+    # What a GPU run does, on the CPU: the v-step on the torch path; no estimate goes through NumPy.
+    from napari_dip_l0.core import admm
+    from napari_dip_l0.core.presets import get_preset
+
+    plane = _smooth_texture(np.random.default_rng(3), 32, 32, channels=3).astype(np.float32)
+    fit = admm.AdmmFit(plane.shape, get_preset("smooth"), seed=0, device=torch.device("cpu"))
+    fit.start(plane)
+    seen = []
+
+    def torch_fusion(z, lam, **kw):
+        seen.append(z.device)
+        return parallel_fusion(z, lam, backend="torch", **kw)
+
+    def no_numpy(*args):
+        raise AssertionError("a host round trip through NumPy")
+
+    monkeypatch.setattr(admm, "parallel_fusion", torch_fusion)
+    monkeypatch.setattr(torch.Tensor, "numpy", no_numpy)
+    for _ in range(4):
+        losses = fit.step()
+    assert seen == [torch.device("cpu")] * 2 and isinstance(fit.estimate, torch.Tensor)
+    assert sorted(losses) == ["coupling", "data", "loss"] and all(isinstance(v, float) for v in losses.values())
