@@ -65,6 +65,28 @@ def test_deblock_and_l0(rgb_png, tmp_path):
     assert iio.imread(tmp_path / "l.png").shape == img.shape
 
 
+def test_denoise_reads_lambda_from_the_noise(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    clean = np.full((32, 32), 0.1)
+    clean[8:24, 8:24] = 1.0
+    frame = (100 + 2 * rng.poisson(10 * clean)).astype(np.uint16)
+    frame[2, 2] = 4095  # a hot pixel
+    tifffile.imwrite(tmp_path / "frame.tif", frame)
+    out = tmp_path / "clean.tif"
+    assert main(["denoise", str(tmp_path / "frame.tif"), "-o", str(out), "--iterations", "3", "--quiet"]) == 0
+    res = tifffile.imread(out)
+    assert res.dtype == np.uint16 and res.shape == frame.shape
+    from napari_dip_l0 import DipL0Run
+
+    lam = DipL0Run(frame, "denoise", device="cpu").preset.lam
+    assert f"λ={lam:.3g}" in capsys.readouterr().err  # the λ the noise level gave is reported
+    assert main(["denoise", str(tmp_path / "frame.tif"), "-o", str(out), "--iterations", "2", "--lam", "auto",
+                 "--quiet"]) == 0
+    assert main(["denoise", str(tmp_path / "frame.tif"), "-o", str(out), "--iterations", "2", "--lam", "0.01",
+                 "--quiet"]) == 0
+    assert "λ=0.01" in capsys.readouterr().err
+
+
 def test_rgba_png_keeps_alpha(tmp_path):
     img = np.random.default_rng(2).integers(0, 255, (16, 16, 4), dtype=np.uint8)
     img[..., 3] = np.arange(16, dtype=np.uint8)[None, :] * 10
@@ -107,6 +129,7 @@ def test_errors_are_one_line_exit_2(argv, message, rgb_png, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["smooth", "x.png", "-o", "y.png", "--lam", "-1"],
+                                  ["denoise", "x.png", "-o", "y.png", "--lam", "automatic"],
                                   ["smooth", "x.png", "-o", "y.png", "--iterations", "0"],
                                   ["l0", "x.png", "-o", "y.png"]])
 def test_bad_arguments_exit_2(argv, capsys):

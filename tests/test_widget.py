@@ -188,7 +188,10 @@ def test_progress_settings_lock_and_state_machine(qtbot, viewer, widget):
         widget.stop()
         states.append(widget.state)
     assert states == [RunState.STOPPING] and widget.state is RunState.IDLE
-    assert widget.lam.enabled and widget.image.enabled
+    assert widget.lam_auto.enabled and widget.image.enabled
+    assert not widget.lam.enabled  # automatic λ: the spin box only shows the preset's
+    widget.lam_auto.value = False
+    assert widget.lam.enabled
 
 
 def test_stop_keeps_result_and_leaves_no_thread(qtbot, viewer, widget):
@@ -310,6 +313,7 @@ def test_l0_preview_in_a_worker_follows_lambda(qtbot, viewer, widget, monkeypatc
     widget._l0_timer.setInterval(50)
     data = _cells()
     viewer.add_image(data, name="cells", scale=(2, 2))
+    widget.lam_auto.value = False
     widget.lam.value = 0.05
     widget.l0_preview()
     assert widget._l0_worker is not None  # computing off the GUI thread
@@ -321,6 +325,42 @@ def test_l0_preview_in_a_worker_follows_lambda(qtbot, viewer, widget, monkeypatc
     widget.lam.value = 0.2  # dragging λ: the same layer follows, debounced
     qtbot.waitUntil(lambda: layer.name == "cells · ℓ0 λ=0.2 (preview)", timeout=TIMEOUT)
     assert len(viewer.layers) == 2
+
+
+def _photons(shape=(32, 32), peak=20, hot=True):
+    """A camera frame: Poisson counts of a bright square, gain 2, offset 100, a hot pixel."""
+    rng = np.random.default_rng(1)
+    clean = np.full(shape, 0.1)
+    clean[8:24, 6:20] = 1.0
+    frame = 100 + 2 * rng.poisson(peak * clean)
+    if hot:
+        frame[3, 3] = 4095
+    return frame.astype(np.uint16)
+
+
+def test_denoise_mode_reads_lambda_from_the_noise(qtbot, viewer, widget):
+    quiet, noisy = _photons(peak=200, hot=False), _photons(peak=5, hot=False)
+    widget.mode.value = "camera-noise denoising"
+    assert widget.lam_auto.value and not widget.lam.enabled
+    lams = []
+    for name, data in (("quiet", quiet), ("noisy", noisy)):
+        viewer.add_image(data, name=name)
+        _run(qtbot, widget, iterations=2)
+        prov = _result(viewer, name).metadata["dip_l0"]
+        assert prov["mode"] == "denoise" and prov["lam_auto"] is True
+        assert _result(viewer, name).name == f"{name} · DIP-ℓ0 λ={prov['lam']:.3g}, 2 it"
+        lams.append(prov["lam"])
+    assert lams[1] > 3 * lams[0]  # fewer photons, more noise, a larger λ
+
+
+def test_manual_lambda_is_used_when_automatic_is_off(qtbot, viewer, widget):
+    viewer.add_image(_photons(), name="frame")
+    widget.mode.value = "camera-noise denoising"
+    widget.lam_auto.value = False
+    widget.lam.value = 0.02
+    _run(qtbot, widget, iterations=2)
+    prov = _result(viewer, "frame").metadata["dip_l0"]
+    assert prov["lam"] == pytest.approx(0.02) and prov["lam_auto"] is False
 
 
 def test_mode_switch_sets_preset(widget):

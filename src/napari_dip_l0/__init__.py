@@ -1,4 +1,4 @@
-"""napari-dip-l0: edge-preserving smoothing and JPEG deblocking by DIP-ℓ0.
+"""napari-dip-l0: edge-preserving smoothing, denoising and JPEG deblocking by DIP-ℓ0.
 
 The core (``napari_dip_l0.core``) imports neither Qt nor napari. The names
 below are loaded on first use, so ``import napari_dip_l0.cli`` does not pull
@@ -17,6 +17,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _EXPORTS = {
     "l0_smooth": ".core.api",
     "dip_l0_smooth": ".core.api",
+    "dip_l0_denoise": ".core.api",
     "dip_l0_deblock": ".core.api",
     "iter_dip_l0": ".core.run",
     "DipL0Run": ".core.run",

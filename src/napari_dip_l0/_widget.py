@@ -34,11 +34,12 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication
 
 from . import __version__, iter_dip_l0, l0_smooth
+from .core.api import l0_preview
 from .core.l0 import L0_SOLVERS
 from .core.layout import n_planes
 from .core.presets import PRESETS
 
-MODES = {"edge-preserving smoothing": "smooth", "JPEG deblocking": "deblock"}
+MODES = {"edge-preserving smoothing": "smooth", "camera-noise denoising": "denoise", "JPEG deblocking": "deblock"}
 CURRENT, ALL = "current plane", "all planes"
 # Largest plane (pixels) taken from a multiscale pyramid; finer levels are skipped.
 MAX_PLANE_PIXELS = 4096 * 4096
@@ -48,7 +49,7 @@ PREVIEW_INTERVAL = 0.2
 STATUS_INTERVAL = 0.25
 # The ℓ0 preview follows λ this long (ms) after the last change.
 L0_DEBOUNCE_MS = 300
-_SETTINGS = ("mode", "lam", "iterations", "planes", "replace", "preview_every", "keep_every", "seed", "device",
+_SETTINGS = ("mode", "lam_auto", "lam", "iterations", "planes", "replace", "preview_every", "keep_every", "seed", "device",
              "l0_solver")
 
 # Readable names of the ℓ0 solvers; a solver the core adds later shows under its own name.
@@ -327,7 +328,7 @@ def _plane_words(sel: _Selection) -> str:
 
 def result_name(source: str, job: _Job, snap) -> str:
     """What made a result, in its name: λ, iterations (or where it stopped), the plane."""
-    lam = f"λ={job.params['lam']:g}"
+    lam = f"λ={snap.preset.lam:.3g}"
     runs = f"{job.iterations} it" if snap.done else f"stopped at {snap.iteration}/{snap.total}"
     return f"{source} · DIP-ℓ0 {lam}, {runs}{_plane_words(job.sel)}"
 
@@ -351,9 +352,14 @@ class DipL0Widget(Container):
                               tooltip="The image layer to work on (follows the layer selected in the layer list). "
                                       "It is never changed: results are new layers.")
         self.mode = ComboBox(label="mode", choices=list(MODES), value="edge-preserving smoothing",
-                             tooltip="Edge-preserving smoothing flattens texture and noise and keeps edges; "
-                                     "JPEG deblocking removes 8×8 block artefacts. Changing it loads the mode's "
-                                     "λ and iterations.")
+                             tooltip="Edge-preserving smoothing flattens texture and keeps edges; camera-noise "
+                                     "denoising is for photon-limited data such as fluorescence (λ follows the "
+                                     "noise the image shows; slower); JPEG deblocking removes 8×8 block "
+                                     "artefacts. Changing it loads the mode's λ and iterations.")
+        self.lam_auto = CheckBox(text="automatic λ", value=True,
+                                 tooltip="Let the mode choose λ: camera-noise denoising measures the image's "
+                                         "noise level and sets λ from it; the other modes use their tuned λ. "
+                                         "The λ used is in the result's name.")
         self.lam = FloatSpinBox(label="λ (strength)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
                                 tooltip="Smoothing strength: weight of the ℓ0 gradient term, on the image's "
                                         "intensities scaled to 0–1 (no unit; typical 0.005–0.1). Larger: fewer, "
@@ -397,10 +403,10 @@ class DipL0Widget(Container):
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress", visible=False,
                                     tooltip="Iterations done over all planes.")
         self.status = Label(value="idle", label="status")
-        self.extend([self.image, self.mode, self.lam, self.iterations, self.planes, self.replace,
+        self.extend([self.image, self.mode, self.lam_auto, self.lam, self.iterations, self.planes, self.replace,
                      self.advanced_button, self.advanced, self.l0_button, self.run_button, self.stop_button,
                      self.progress, self.status])
-        self._locked = [self.image, self.mode, self.lam, self.iterations, self.planes, self.replace, self.seed,
+        self._locked = [self.image, self.mode, self.lam_auto, self.lam, self.iterations, self.planes, self.replace, self.seed,
                         self.device, self.l0_solver, self.preview_every, self.keep_every, self.l0_button]
 
         self.state = RunState.IDLE
@@ -417,8 +423,10 @@ class DipL0Widget(Container):
         self._l0_timer.timeout.connect(self._l0_follow)
         if persist:
             self._restore_settings()
+        self.lam.enabled = not self.lam_auto.value
         self.mode.changed.connect(self._on_mode)
         self.lam.changed.connect(self._on_lam)
+        self.lam_auto.changed.connect(self._on_lam_auto)
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.l0_button.changed.connect(self.l0_preview)
@@ -455,6 +463,7 @@ class DipL0Widget(Container):
         idle = state is RunState.IDLE
         for widget in self._locked:
             widget.enabled = idle
+        self.lam.enabled = idle and not self.lam_auto.value
         self.run_button.enabled = idle
         self.stop_button.enabled = state is RunState.RUNNING
         self.progress.visible = not idle
@@ -507,6 +516,11 @@ class DipL0Widget(Container):
         preset = PRESETS[MODES[self.mode.value]]
         self.lam.value = preset.lam
         self.iterations.value = preset.iterations
+
+    def _on_lam_auto(self, value=None):
+        self.lam.enabled = self.state is RunState.IDLE and not self.lam_auto.value
+        if self.lam_auto.value:  # the preset's λ (denoising's is its fallback; a run reads the noise)
+            self.lam.value = PRESETS[MODES[self.mode.value]].lam
 
     def _toggle_advanced(self, value=None):
         show = self.advanced.native.isHidden()
@@ -571,7 +585,7 @@ class DipL0Widget(Container):
         mode = MODES[self.mode.value]
         # "auto": the preset's v-step solver, as a run would use it.
         method = _solver_arg(self.l0_solver.value, mode) or PRESETS[mode].l0_solver
-        lam = float(self.lam.value)
+        lam = "auto" if self.lam_auto.value else float(self.lam.value)
         try:
             sel = _select(layer, CURRENT, self.viewer)
         except (ValueError, TypeError, MemoryError) as exc:
@@ -580,13 +594,15 @@ class DipL0Widget(Container):
         t0 = time.perf_counter()
 
         def compute():
-            return _layer_array(l0_smooth(sel.data, lam, method=method, channel_axis=sel.channel_axis), sel)
+            # On the run's own intensity scale and with its λ, so the preview shows what a run's ℓ0 step does.
+            planes, used = l0_preview(sel.data, mode, lam=lam, method=method, channel_axis=sel.channel_axis)
+            return _layer_array(planes, sel), used
 
         worker = self._l0_worker = create_worker(compute, _ignore_errors=True)
-        worker.returned.connect(lambda result: self._l0_done(layer, sel, method, lam, result, t0))
+        worker.returned.connect(lambda result: self._l0_done(layer, sel, method, result[1], result[0], t0))
         worker.errored.connect(lambda exc: self._notify_error(f"{type(exc).__name__}: {exc}"))
         worker.finished.connect(self._l0_finished)
-        self.status.value = f"ℓ0 preview λ={lam:g}…"
+        self.status.value = f"ℓ0 preview λ={'auto' if lam == 'auto' else format(lam, 'g')}…"
         _freeze_gc(True)  # ended in _l0_finished, after the layer is in place
         worker.start()
 
@@ -596,7 +612,7 @@ class DipL0Widget(Container):
         kwargs = _layer_kwargs(layer, sel)
         kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "preview": True,
                                         "version": __version__}
-        name = f"{layer.name} · ℓ0 λ={lam:g} (preview)"
+        name = f"{layer.name} · ℓ0 λ={lam:.3g} (preview)"
         target = self._l0_layer
         if target is not None and target in self.viewer.layers and self._l0_source_id == id(layer):
             target.data = result
@@ -606,7 +622,7 @@ class DipL0Widget(Container):
             self._l0_layer = self.viewer.add_image(result, name=name, **kwargs)
             self._l0_source_id = id(layer)
         if self.state is RunState.IDLE:
-            self.status.value = f"ℓ0 preview λ={lam:g}: {time.perf_counter() - t0:.2f} s (follows λ)"
+            self.status.value = f"ℓ0 preview λ={lam:.3g}: {time.perf_counter() - t0:.2f} s (follows λ)"
 
     def _l0_finished(self):
         self._l0_worker = None
@@ -627,7 +643,7 @@ class DipL0Widget(Container):
         mode = MODES[self.mode.value]
         params = {
             "mode": mode,
-            "lam": float(self.lam.value),
+            "lam": "auto" if self.lam_auto.value else float(self.lam.value),
             "iterations": int(self.iterations.value),
             "seed": int(self.seed.value),
             "device": self.device.value,
@@ -771,7 +787,7 @@ class DipL0Widget(Container):
         if tick.kind == "keep":
             kwargs = _layer_kwargs(job.layer, job.sel)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
-            kept = napari.layers.Image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 λ={job.params['lam']:g} "
+            kept = napari.layers.Image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 λ={snap.preset.lam:.3g} "
                                                         f"@{snap.iteration}{_plane_words(job.sel)}", **kwargs)
             # Below the live preview, so that it stays in view.
             self.viewer.layers.insert(self.viewer.layers.index(job.preview), kept)
@@ -849,6 +865,8 @@ def _provenance(job: _Job, snap) -> dict:
     return {
         "method": "DIP-ℓ0",
         **job.params,
+        "lam": snap.preset.lam,  # the λ used, also when the run chose it
+        "lam_auto": job.params["lam"] == "auto",
         "l0_solver": snap.preset.l0_solver,  # the solver used, also when the preset chose it
         "iterations_done": snap.iteration,
         "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),

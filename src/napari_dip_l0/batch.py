@@ -34,7 +34,7 @@ class BatchOptions:
     """What to run on every input (the CLI's options)."""
 
     mode: str = "smooth"
-    lam: float | None = None
+    lam: float | str = "auto"
     iterations: int | None = None
     seed: int = 0
     channel_axis: int | None | str = "auto"

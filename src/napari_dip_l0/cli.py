@@ -1,4 +1,4 @@
-"""The ``dip-l0`` command line: smooth, deblock, batch, l0, demo and gui."""
+"""The ``dip-l0`` command line: smooth, denoise, deblock, batch, l0, demo and gui."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
+def _lam(text: str) -> float | str:
+    return "auto" if text.strip().lower() == "auto" else _nonneg_float(text)
+
+
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -81,7 +85,8 @@ def _add_batch(sub) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created if missing)")
     p.add_argument("--mode", choices=sorted(PRESETS), default="smooth", help="preset (default smooth)")
-    p.add_argument("--lam", type=_nonneg_float, default=None, help="ℓ0 weight on the [0, 1] scale (default: the preset's)")
+    p.add_argument("--lam", type=_lam, default="auto",
+                   help="ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, the preset's choice)")
     p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations per plane (default: the preset's)")
     p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--channel-axis", type=_channel_axis, default="auto",
@@ -111,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="dip-l0",
-        description="Edge-preserving smoothing and JPEG deblocking by DIP-ℓ0 (deep image prior + ℓ0 gradient prior).",
+        description="Edge-preserving smoothing, denoising and JPEG deblocking by DIP-ℓ0 (deep image prior + ℓ0 gradient prior).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -122,11 +127,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--channel-axis", type=_channel_axis, default="auto",
                        help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
 
-    for mode, text in (("smooth", "edge-preserving smoothing"), ("deblock", "JPEG artifact removal")):
+    for mode, text in (("smooth", "edge-preserving smoothing"),
+                       ("denoise", "camera-noise removal (fluorescence, photon-limited data)"),
+                       ("deblock", "JPEG artifact removal")):
         preset = PRESETS[mode]
         p = sub.add_parser(mode, help=f"DIP-ℓ0 {text}", description=f"DIP-ℓ0 {text}.")
         io_args(p)
-        p.add_argument("--lam", type=_nonneg_float, default=None, help=f"ℓ0 weight on the [0, 1] scale (default {preset.lam})")
+        auto = "from the image's noise level" if preset.lam_noise else f"the preset's, {preset.lam}"
+        p.add_argument("--lam", type=_lam, default="auto",
+                       help=f"ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, {auto})")
         p.add_argument("--iterations", type=_positive_int, default=None,
                        help=f"ADMM iterations per plane (default {preset.iterations})")
         p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
@@ -271,7 +280,7 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
               file=sys.stderr)
         return 130
-    print(f"wrote {out} ({last.seconds:.1f} s)", file=sys.stderr)
+    print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g})", file=sys.stderr)
     return 0
 
 
@@ -420,7 +429,7 @@ def _cmd_gui(args, interrupts: Interrupts) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dip-l0`` command line; returns the exit status (130 after Ctrl-C)."""
-    commands = {"smooth": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo}
+    commands = {"smooth": _cmd_dip, "denoise": _cmd_dip, "deblock": _cmd_dip, "batch": _cmd_batch, "l0": _cmd_l0, "demo": _cmd_demo}
     # First of all: from here on a Ctrl-C is noted, never a traceback. For the console script, one that
     # comes after the command, while the interpreter exits, is too late to matter and is ignored.
     with Interrupts(after=signal.SIG_IGN if argv is None else None) as interrupts:

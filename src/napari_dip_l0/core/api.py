@@ -7,12 +7,14 @@ import numpy as np
 from .fusion import parallel_fusion
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import PlaneReader, check_image, check_lam
-from .run import DipL0Run
+from .presets import get_preset
+from .run import DipL0Run, choose_lam
 
-__all__ = ["l0_smooth", "dip_l0_smooth", "dip_l0_deblock"]
+__all__ = ["l0_smooth", "l0_preview", "dip_l0_smooth", "dip_l0_denoise", "dip_l0_deblock"]
 
 
-def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axis: int | None = None) -> np.ndarray:
+def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axis: int | None = None,
+              robust: bool = False) -> np.ndarray:
     """ℓ0 gradient smoothing alone: fast, no network.
 
     Parameters
@@ -30,6 +32,9 @@ def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axi
         2011; approximately piecewise constant, periodic boundaries).
     channel_axis : int, optional
         Axis of channels, smoothed jointly.
+    robust : bool
+        Measure ``lam`` on the robust intensity scale (hot and dead pixels
+        left out, :func:`.layout.robust_range`), as the 'denoise' mode does.
 
     Returns
     -------
@@ -51,7 +56,7 @@ def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axi
     lam = check_lam(lam)
     if method not in L0_SOLVERS:
         raise ValueError(f"unknown method {method!r}; expected one of {L0_SOLVERS}")
-    reader = PlaneReader(arr, channel_axis)
+    reader = PlaneReader(arr, channel_axis, robust=robust)
     solve = {"parallel_fusion": parallel_fusion, "region_fusion": region_fusion, "fft": fft_l0}[method]
     out = reader.new_output()
     for p in range(len(reader)):
@@ -59,9 +64,36 @@ def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axi
     return reader.assemble(out)
 
 
+def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method: str | None = None,
+               channel_axis: int | None = None) -> tuple[np.ndarray, float]:
+    """What the ℓ0 step of a DIP-ℓ0 run of ``mode`` does to ``image``: ``(result, λ used)``.
+
+    :func:`l0_smooth` on the intensity scale that mode's run uses, with the
+    λ it would use (``'auto'``: the mode's choice, see :class:`DipL0Run`) and
+    its ℓ0 solver unless ``method`` names one. The napari widget's fast
+    preview.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0.core.api import l0_preview
+    >>> image = np.random.default_rng(0).random((64, 64))
+    >>> flat, lam = l0_preview(image, "smooth")
+    >>> flat.shape, lam
+    ((64, 64), 0.03)
+    """
+    arr, channel_axis = check_image(image, channel_axis)
+    preset = get_preset(mode)
+    if lam is None or (isinstance(lam, str) and lam == "auto"):
+        preset, _ = choose_lam(preset, PlaneReader(arr, channel_axis, robust=preset.robust))
+        lam = preset.lam
+    out = l0_smooth(arr, lam, method=method or preset.l0_solver, channel_axis=channel_axis, robust=preset.robust)
+    return out, float(lam)
+
+
 def dip_l0_smooth(
     image,
-    lam: float | None = None,
+    lam: float | str = "auto",
     *,
     iterations: int | None = None,
     channel_axis: int | None = None,
@@ -78,8 +110,8 @@ def dip_l0_smooth(
     image : array_like
         2-D image, optionally with a channel axis and leading axes (Z, T, ...)
         processed plane by plane. Any real dtype.
-    lam : float, optional
-        Weight of the ℓ0 gradient term on the [0, 1] intensity scale; ``None``
+    lam : float or 'auto'
+        Weight of the ℓ0 gradient term on the [0, 1] intensity scale; 'auto'
         takes the 'smooth' preset's. Pick it quickly with :func:`l0_smooth`:
         it has the same meaning there.
     iterations : int, optional
@@ -124,9 +156,56 @@ def dip_l0_smooth(
                     device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size).run()
 
 
+def dip_l0_denoise(
+    image,
+    lam: float | str = "auto",
+    *,
+    iterations: int | None = None,
+    channel_axis: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    l0_solver: str | None = None,
+    warm_start: bool = True,
+    tile_size: int | None = None,
+) -> np.ndarray:
+    """Camera-noise removal by DIP-ℓ0, with λ read from the image's own noise level.
+
+    For photon-limited data such as fluorescence: the network fits the image
+    itself (not a correction of an ℓ0 solution), the intensity scale leaves
+    out hot and dead pixels (:func:`.layout.robust_range`), and with
+    ``lam='auto'`` λ follows the noise level the image shows
+    (:func:`.noise.noise_sigma`), so the same call suits 5 and 500 photons.
+    It needs more iterations than :func:`dip_l0_smooth` (about a minute per
+    256² plane on 2 CPU cores). Other parameters are those of
+    :func:`dip_l0_smooth`; ``None`` takes the 'denoise' preset's values.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``, values within its range.
+
+    See Also
+    --------
+    DipL0Run : the same run as an object; its ``noise`` and ``preset.lam``
+        report the noise level measured and the λ chosen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0 import dip_l0_denoise
+    >>> rng = np.random.default_rng(0)
+    >>> frame = (100 + 2 * rng.poisson(20 * rng.random((32, 32)))).astype(np.uint16)
+    >>> out = dip_l0_denoise(frame, iterations=5, device="cpu")
+    >>> out.shape, out.dtype
+    ((32, 32), dtype('uint16'))
+    """
+    return DipL0Run(image, "denoise", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
+                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size).run()
+
+
 def dip_l0_deblock(
     image,
-    lam: float | None = None,
+    lam: float | str = "auto",
     *,
     iterations: int | None = None,
     channel_axis: int | None = None,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Layout", "PlaneReader", "assemble", "check_image", "check_data_range", "check_lam", "check_positive_int",
-    "check_seed", "check_bool", "resolve_device", "is_lazy", "n_planes",
+    "Layout", "PlaneReader", "assemble", "robust_range", "check_image", "check_data_range", "check_lam",
+    "check_positive_int", "check_seed", "check_bool", "resolve_device", "is_lazy", "n_planes",
 ]
 
 
@@ -69,6 +69,8 @@ def check_image(image, channel_axis: int | None = None) -> tuple[np.ndarray, int
 
 def check_lam(lam) -> float:
     """Validate the ℓ0 weight: a finite number >= 0."""
+    if isinstance(lam, str):
+        raise TypeError(f"lam must be a number (or 'auto' where a run chooses it), got {lam!r}")
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
         raise TypeError(f"lam must be a number, got {lam!r}")
     lam = float(lam)
@@ -158,8 +160,12 @@ _BELOW_2_64 = float(np.nextafter(2.0**64, 0))
 class Layout:
     """What is needed to map normalised planes back to the caller's array.
 
-    ``lo`` and ``hi`` are the intensities mapped to 0 and 1: Python ints for
-    integer data (so 64-bit values keep every level), floats otherwise.
+    ``lo`` and ``hi`` bound the values (the result is clipped to them) and,
+    without ``scale``, are also the intensities mapped to 0 and 1: Python
+    ints for integer data (so 64-bit values keep every level), floats
+    otherwise. ``scale``, within those bounds, names other intensities to
+    map to 0 and 1 (the robust range, :func:`robust_range`); values outside
+    it then map outside [0, 1] and are kept, not clipped.
     """
 
     shape: tuple[int, ...]
@@ -167,6 +173,7 @@ class Layout:
     channel_axis: int | None
     lo: float
     hi: float
+    scale: tuple | None = None
 
     @property
     def constant(self) -> bool:
@@ -192,13 +199,15 @@ class Layout:
         return (int(lo), int(hi)) if self.dtype.kind in "iu" else (float(lo), float(hi))
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
-        """Values in the caller's dtype to float32 on [0, 1] (clipped); always a new array.
+        """Values in the caller's dtype to float32 on [0, 1] (clipped to the bounds); always a new array.
 
         The range is taken off in float64 (or exactly, for integers) before
         the values become float32, so large offsets keep their levels.
         """
         if self.constant:
             return np.zeros(raw.shape, np.float32)
+        if self.scale is not None:
+            return (self._offset(raw) / self._span).astype(np.float32)
         if self._exact:
             lo, hi = self._clip_bounds()
             steps = np.clip(raw, lo, hi).astype(np.uint64) - np.uint64(self.lo % 2**64)
@@ -211,6 +220,8 @@ class Layout:
 
     def denormalise(self, values: np.ndarray) -> np.ndarray:
         """[0, 1] floats to the caller's dtype and range; shape unchanged."""
+        if self.scale is not None:
+            return self._from_scale(np.asarray(values, np.float64))
         v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
         lo, hi = self._clip_bounds()
         if self._exact:
@@ -223,6 +234,70 @@ class Layout:
             x = np.rint(x)
         np.clip(x, lo, hi, out=x)
         return x.astype(self.dtype)
+
+    # ----- a scale inside the bounds: offsets from its low end, in float64 ----
+    @property
+    def _span(self) -> float:
+        return float(self.scale[1] - self.scale[0]) if self._exact else \
+            float(self.scale[1]) * 0.5 - float(self.scale[0]) * 0.5
+
+    def _offset(self, raw: np.ndarray) -> np.ndarray:
+        """``raw - scale[0]`` in float64 (halved for floats, as ``_span`` is), clipped to the bounds first."""
+        lo, hi = self._clip_bounds()
+        if self._exact:
+            steps = np.clip(raw, lo, hi).astype(np.uint64) - np.uint64(self.lo % 2**64)
+            return steps.astype(np.float64) - float(self.scale[0] - self.lo)
+        return np.clip(raw.astype(np.float64), lo, hi) * 0.5 - float(self.scale[0]) * 0.5
+
+    def _from_scale(self, v: np.ndarray) -> np.ndarray:
+        lo, hi = self._clip_bounds()
+        if self._exact:
+            steps = np.clip(np.rint(v * self._span + float(self.scale[0] - self.lo)), 0.0, _BELOW_2_64)
+            steps = np.minimum(steps.astype(np.uint64), np.uint64(self.hi - self.lo))
+            res = (steps + np.uint64(self.lo % 2**64)).view(np.dtype(f"{self.dtype.kind}8"))
+            return np.clip(res, lo, hi).astype(self.dtype)
+        x = (v * self._span + float(self.scale[0]) * 0.5) * 2.0
+        if self.dtype.kind in "iu":
+            x = np.rint(x)
+        np.clip(x, lo, hi, out=x)
+        return x.astype(self.dtype)
+
+
+def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) -> tuple[float, float]:
+    """The image's range with isolated outliers (hot or dead pixels) left out.
+
+    The minimum and maximum of the image after a 3×3 median filter over its
+    two spatial axes, channel by channel, on at most ``max_planes`` evenly
+    spaced planes: a few hot pixels do not set the scale, while any structure
+    two or more pixels wide does. Returns the image's own minimum and maximum
+    where that would be an empty range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.tile(np.arange(100, 140, dtype=np.uint16), (40, 1))
+    >>> img[5, 5] = 4095                      # a hot pixel
+    >>> robust_range(img)
+    (100, 139)
+    """
+    from scipy.ndimage import median_filter
+
+    arr, channel_axis = check_image(image, channel_axis)
+    work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
+    lead = work.shape[:-3]
+    n = int(np.prod(lead, dtype=np.int64))
+    picks = np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(np.int64))
+    lo = hi = None
+    for p in picks:
+        plane = work[tuple(int(i) for i in np.unravel_index(p, lead))] if lead else work
+        plane = np.asarray(plane.compute() if is_lazy(plane) else plane)
+        native = np.float32 if plane.dtype.kind == "f" and plane.dtype.itemsize < 4 else plane.dtype.newbyteorder("=")
+        med = median_filter(plane.astype(native, copy=False), size=(3, 3, 1), mode="nearest")
+        lo = med.min() if lo is None else min(lo, med.min())
+        hi = med.max() if hi is None else max(hi, med.max())
+    if not hi > lo:
+        lo, hi = (arr.min(), arr.max()) if not is_lazy(arr) else (arr.min().compute(), arr.max().compute())
+    return _bounds(np.dtype(arr.dtype), lo, hi)
 
 
 def _bounds(dtype: np.dtype, lo, hi) -> tuple:
@@ -250,9 +325,14 @@ class PlaneReader:
         Intensities mapped to 0 and 1; ``None`` takes the image's own minimum
         and maximum (one pass over a dask array, which also checks that its
         values are finite).
+    robust : bool
+        Without ``data_range``, map the :func:`robust_range` to 0 and 1
+        instead of the minimum and maximum (which still bound the result), so
+        a few hot pixels do not squeeze the data into a sliver of [0, 1].
     """
 
-    def __init__(self, arr, channel_axis: int | None, data_range: tuple[float, float] | None = None):
+    def __init__(self, arr, channel_axis: int | None, data_range: tuple[float, float] | None = None,
+                 robust: bool = False):
         if is_lazy(arr):
             import dask
             import dask.array as da
@@ -267,7 +347,12 @@ class PlaneReader:
         else:
             lo, hi = data_range
         dtype = np.dtype(arr.dtype)
-        self.layout = Layout(tuple(arr.shape), dtype, channel_axis, *_bounds(dtype, lo, hi))
+        lo, hi = _bounds(dtype, lo, hi)
+        scale = None
+        if robust and data_range is None and hi > lo:
+            scale = robust_range(arr, channel_axis)
+            scale = None if scale == (lo, hi) else scale  # no outliers: the plain mapping, bit for bit
+        self.layout = Layout(tuple(arr.shape), dtype, channel_axis, lo, hi, scale)
         self._work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
         self._lead = tuple(self._work.shape[:-3])
 

@@ -54,6 +54,14 @@ class Preset:
         The network fits a correction to the warm start ``w0`` (the FFT ℓ0
         solution of the input), ``g = w0 + net(x)``, instead of the image
         itself, so the estimate is good from the first iteration.
+    lam_noise : float
+        With ``lam='auto'`` and ``lam_noise > 0``, λ is ``lam_noise * σ²``,
+        σ the noise level the data shows (:func:`.noise.noise_sigma`, on the
+        same [0, 1] scale), so the ℓ0 term merges what differs by noise and
+        keeps what differs by more; ``lam`` is then only the fallback.
+    robust : bool
+        Map the image's robust range (:func:`.layout.robust_range`: hot and
+        dead pixels left out) to [0, 1] instead of its minimum and maximum.
     warm_fraction : float
         Iterations of a warm-started plane of a stack (one that starts from
         the previous plane's network and dual), as a fraction of
@@ -82,6 +90,8 @@ class Preset:
     ema: float = 0.99
     rf_loops: int = 50
     residual: bool = False
+    lam_noise: float = 0.0
+    robust: bool = False
     warm_fraction: float = 1.0 / 3.0
 
     def __post_init__(self):
@@ -116,11 +126,15 @@ PRESETS: dict[str, Preset] = {
     # (docs/tuning.md), and a 512² RGB run within a minute on 2 cores.
     "smooth": Preset(lam=0.03, iterations=120, width=16, residual=True),
     "deblock": Preset(lam=0.02, iterations=300, residual=True),
+    # Camera noise (fluorescence, photon-limited data): the network fits the image itself, not a correction
+    # of the ℓ0 solution (on noisy data that is a mosaic of noise-driven regions), λ follows the noise level
+    # and hot pixels do not set the scale. Tuned on the tuning half of benchmarks/microscopy.py.
+    "denoise": Preset(lam=0.003, lam_noise=1.0, iterations=1000, width=32, residual=False, robust=True),
 }
 
 
 def get_preset(mode: str, **overrides) -> Preset:
-    """The preset for ``mode`` ('smooth' or 'deblock'), with fields overridden.
+    """The preset for ``mode`` ('smooth', 'denoise' or 'deblock'), with fields overridden.
 
     Examples
     --------

@@ -17,10 +17,11 @@ import numpy as np
 from .admm import AdmmFit, to_numpy
 from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
                      check_seed, resolve_device)
+from .noise import noise_sigma
 from .presets import Preset, get_preset
 from .tiling import Mosaic, check_memory, check_tiling, tile_grid
 
-__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0"]
+__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam"]
 
 
 class Snapshot:
@@ -91,9 +92,12 @@ class DipL0Run:
         read one plane at a time.
     mode : {'smooth', 'deblock'}
         Which shipped preset to start from (ignored when ``preset`` is given).
-    lam : float, optional
+    lam : float or 'auto', optional
         Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
-        data's own range). ``None`` takes the preset's.
+        data's own range). 'auto' (or ``None``) lets the preset choose: the
+        'denoise' preset sets it from the noise level the image shows
+        (``lam_noise * σ²``, see :attr:`noise`), the others use their tuned
+        value.
     iterations : int, optional
         ADMM iterations per plane (per tile). ``None`` takes the preset's.
     l0_solver : {'parallel_fusion', 'region_fusion', 'fft'}, optional
@@ -142,7 +146,11 @@ class DipL0Run:
     Attributes
     ----------
     preset : Preset
-        The settings in force (the mode's preset with the overrides applied).
+        The settings in force (the mode's preset with the overrides applied,
+        and λ as chosen when it was 'auto').
+    noise : float or None
+        The noise level measured for an automatic λ (standard deviation on
+        the [0, 1] scale), ``None`` when λ was not set from it.
     total : int
         Iterations over all planes and tiles.
     last : Snapshot or None
@@ -172,7 +180,7 @@ class DipL0Run:
         image,
         mode: str = "smooth",
         *,
-        lam: float | None = None,
+        lam: float | str | None = "auto",
         iterations: int | None = None,
         l0_solver: str | None = None,
         preset: Preset | None = None,
@@ -198,7 +206,8 @@ class DipL0Run:
         elif not isinstance(preset, Preset):
             raise TypeError(f"preset must be a Preset, got {type(preset).__name__}")
         overrides = {}
-        if lam is not None:
+        auto = lam is None or (isinstance(lam, str) and lam == "auto")
+        if not auto:
             overrides["lam"] = check_lam(lam)
         if iterations is not None:
             overrides["iterations"] = check_positive_int(iterations, "iterations")
@@ -215,7 +224,10 @@ class DipL0Run:
         self.device = resolve_device(device)
         self.tile_size, self.tile_overlap = check_tiling(tile_size, tile_overlap)
         check_memory(arr.shape, channel_axis, arr.dtype, self.preset, self.tile_size, self.tile_overlap, max_memory)
-        self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range))
+        self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust)
+        self.noise = None
+        if auto:
+            self.preset, self.noise = choose_lam(self.preset, self.reader)
         h, w, _ = self.reader.layout.plane_shape
         self.windows = tile_grid(h, w, self.tile_size, self.tile_overlap)
         # Warm-started tiles (all but the first plane's) need fewer iterations.
@@ -295,6 +307,20 @@ class DipL0Run:
             return reader.assemble(buf)
 
         return render
+
+
+def choose_lam(preset: Preset, reader: PlaneReader) -> tuple[Preset, float | None]:
+    """``preset`` with λ as 'auto' sets it for the planes ``reader`` gives, and the noise level it measured.
+
+    A preset with ``lam_noise > 0`` gets ``λ = lam_noise * σ²`` (σ from
+    :func:`.noise.noise_sigma`); others keep their λ, and the noise is ``None``.
+    """
+    if preset.lam_noise <= 0 or reader.layout.constant:
+        return preset, None
+    sigma = noise_sigma(reader)
+    # Bounded so a noiseless image still gets a well-posed ℓ0 step and a pure-noise one is not erased.
+    lam = min(max(preset.lam_noise * sigma**2, 1e-5), 0.1)
+    return replace(preset, lam=lam), sigma
 
 
 def _jpeg_constraint(jpeg, shape: tuple, channel_axis, data_range):

@@ -1,0 +1,148 @@
+"""Camera-noise denoising: the robust intensity scale, the noise estimate, λ='auto' and dip_l0_denoise."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage.metrics import peak_signal_noise_ratio as psnr
+
+from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
+from napari_dip_l0.core.api import l0_preview
+from napari_dip_l0.core.layout import PlaneReader, robust_range
+from napari_dip_l0.core.noise import noise_sigma
+from napari_dip_l0.core.presets import PRESETS
+
+
+def _scene(shape=(48, 48)):
+    """Clean intensities on [0, 1]: dim background, two bright blobs, a ramp."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    clean = 0.1 + 0.2 * xx / shape[1]
+    clean[(yy - 14) ** 2 + (xx - 14) ** 2 < 64] = 1.0
+    clean[(yy - 32) ** 2 + (xx - 30) ** 2 < 49] = 0.7
+    return clean
+
+
+def _camera(clean, peak, seed=0, hot=0):
+    """Poisson counts at ``peak`` photons, read noise, gain 2, offset 100, uint16; ``hot`` hot pixels at 4095."""
+    rng = np.random.default_rng(seed)
+    adu = np.rint(100 + 2 * (rng.poisson(peak * clean) + rng.normal(0, 1.5, clean.shape)))
+    if hot:
+        adu.flat[rng.choice(adu.size, hot, replace=False)] = 4095
+    return np.clip(adu, 0, 65535).astype(np.uint16)
+
+
+# ----- the robust scale -----------------------------------------------------------------------------------------
+def test_robust_range_leaves_out_hot_and_dead_pixels():
+    frame = _camera(_scene(), 50)
+    hot = frame.copy()
+    hot[5, 5], hot[40, 7], hot[20, 44] = 4095, 4095, 0
+    assert robust_range(hot) == robust_range(frame)
+    lo, hi = robust_range(frame)
+    assert frame.min() <= lo < hi <= frame.max()
+
+
+def test_robust_range_of_stacks_channels_and_constants():
+    stack = np.stack([_camera(_scene(), 50, seed=s) for s in range(3)])
+    lo, hi = robust_range(stack)
+    assert (lo, hi) == (min(robust_range(p)[0] for p in stack), max(robust_range(p)[1] for p in stack))
+    rgb = np.stack([_scene(), 0.5 * _scene(), np.zeros((48, 48))], axis=-1)
+    assert robust_range(rgb, channel_axis=-1) == (0.0, 1.0)
+    assert robust_range(np.full((5, 5), 7, np.uint8)) == (7, 7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from(["u1", "u2", "i2", "i4", "i8", "u8", "f2", "f4", "f8", ">u2"]),
+       seed=st.integers(0, 2**16), hot=st.integers(0, 4))
+def test_robust_scale_round_trips_and_keeps_outliers(dtype, seed, hot):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    img = (20 + 60 * rng.random((12, 14))).astype(dtype)
+    img.flat[rng.choice(img.size, hot, replace=False)] = 120  # brighter than any structure
+    reader = PlaneReader(img, None, robust=True)
+    plane = reader.read(0)
+    out = reader.new_output()
+    reader.store(out, 0, plane)
+    back = reader.assemble(out)
+    assert back.dtype == img.dtype and back.shape == img.shape
+    # Integers come back exactly; floats within the float32 planes' precision (or the dtype's own).
+    span = float(img.max()) - float(img.min())
+    tol = 0 if dtype.kind in "iu" else max(span * 3e-7, float(np.finfo(dtype).eps) * float(img.max()))
+    np.testing.assert_allclose(back.astype(float), img.astype(float), rtol=0, atol=tol)
+    if reader.layout.scale is not None:  # the robust range maps to [0, 1]; outliers lie beyond it, unclipped
+        lo, hi = reader.layout.scale
+        assert np.isclose(plane.max(), (float(img.max()) - lo) / (hi - lo), rtol=1e-5)
+
+
+def test_scale_is_the_plain_one_without_outliers():
+    ramp = np.tile(np.arange(64, dtype=np.uint16), (8, 1))
+    assert PlaneReader(ramp, None, robust=True).layout.scale is None
+
+
+# ----- the noise level and λ ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sigma", [0.01, 0.03, 0.1])
+def test_noise_sigma_measures_gaussian_noise(sigma):
+    noisy = _scene((128, 128)) + sigma * np.random.default_rng(0).standard_normal((128, 128))
+    reader = PlaneReader(noisy, None, data_range=(0, 1))
+    assert noise_sigma(reader) == pytest.approx(sigma, rel=0.2)
+
+
+def test_auto_lambda_follows_the_noise_and_ignores_hot_pixels():
+    clean = _scene()
+    runs = {peak: DipL0Run(_camera(clean, peak), "denoise", device="cpu") for peak in (5, 20, 100)}
+    lams = [runs[p].preset.lam for p in (5, 20, 100)]
+    assert lams[0] > lams[1] > lams[2]  # fewer photons: more noise, a larger λ
+    for run in runs.values():
+        assert run.preset.lam == pytest.approx(PRESETS["denoise"].lam_noise * run.noise**2)
+    hot = DipL0Run(_camera(clean, 20, hot=6), "denoise", device="cpu")
+    assert hot.reader.layout.scale is not None
+    assert hot.preset.lam == pytest.approx(runs[20].preset.lam, rel=0.15)
+
+
+def test_auto_lambda_in_other_modes_is_the_preset_and_explicit_lambda_wins():
+    frame = _camera(_scene(), 20)
+    assert DipL0Run(frame, "smooth", device="cpu").preset.lam == PRESETS["smooth"].lam
+    assert DipL0Run(frame, "smooth", device="cpu").noise is None
+    run = DipL0Run(frame, "denoise", lam=0.02, device="cpu")
+    assert run.preset.lam == 0.02 and run.noise is None
+    assert DipL0Run(frame, "denoise", lam=None, device="cpu").preset.lam == \
+        DipL0Run(frame, "denoise", device="cpu").preset.lam
+
+
+@pytest.mark.parametrize("lam, exc", [("Auto", TypeError), ("0.1", TypeError), (-0.1, ValueError)])
+def test_bad_lambda_is_refused(lam, exc):
+    with pytest.raises(exc, match="lam"):
+        DipL0Run(_scene(), "denoise", lam=lam)
+
+
+def test_l0_preview_uses_the_runs_scale_and_lambda():
+    frame = _camera(_scene(), 20, hot=3)
+    run = DipL0Run(frame, "denoise", device="cpu")
+    flat, lam = l0_preview(frame, "denoise")
+    assert lam == run.preset.lam
+    np.testing.assert_array_equal(flat, l0_smooth(frame, lam, robust=True))
+    assert flat.dtype == frame.dtype and flat.max() == 4095  # hot pixels are not clipped away
+
+
+# ----- the whole run --------------------------------------------------------------------------------------------
+def test_denoise_beats_the_input_and_keeps_dtype():
+    clean = _scene()
+    frame = _camera(clean, 10, hot=2)
+    before = frame.copy()
+    out = dip_l0_denoise(frame, iterations=150, device="cpu")
+    assert out.dtype == np.uint16 and out.shape == frame.shape
+    np.testing.assert_array_equal(frame, before)
+    truth = 100 + 2 * 10 * clean
+    keep = frame != 4095
+    gain = psnr(truth[keep], out[keep].astype(float), data_range=20) - \
+        psnr(truth[keep], frame[keep].astype(float), data_range=20)
+    assert gain > 3, gain
+
+
+def test_denoise_is_deterministic_and_handles_stacks_and_channels():
+    frame = _camera(_scene((32, 32)), 20)
+    a = dip_l0_denoise(frame, iterations=4, device="cpu")
+    np.testing.assert_array_equal(a, dip_l0_denoise(frame, iterations=4, device="cpu"))
+    stack = np.stack([frame, frame[::-1]])
+    assert dip_l0_denoise(stack, iterations=3, device="cpu").shape == stack.shape
+    two = np.stack([frame, frame.T], axis=-1)
+    assert dip_l0_denoise(two, iterations=3, channel_axis=-1, device="cpu").shape == two.shape
