@@ -21,8 +21,9 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from napari_dip_l0.core import admm, run as run_mod
 from napari_dip_l0 import DipL0Run
+from napari_dip_l0.core import admm
+from napari_dip_l0.core import run as run_mod
 from napari_dip_l0.core.presets import get_preset
 
 
