@@ -190,8 +190,9 @@ def table(rows: dict) -> str:
         return np.mean([v["psnr"] for v in vals]), np.mean([v["seconds"] for v in vals])
 
     names = [n for n, (_, rep) in pictures().items() if rep]
-    qs = sorted({int(k.split("|")[1]) for k in rows})
-    methods = [m for m in METHODS if any(k.startswith(m + "|") for k in rows)]
+    qs = sorted(set(QUALITIES) | {int(k.split("|")[1]) for k in rows})
+    # The DIP-ℓ0 columns always show, "—" where a run has not finished.
+    methods = [m for m in METHODS if m.startswith("DIP") or any(k.startswith(m + "|") for k in rows)]
     lines = [(f"Mean PSNR (dB) over {len(names)} pictures of {SIZE}² ({', '.join(names)}), each re-encoded "
               f"with Pillow at the quality factor (4:2:0); in brackets, CPU seconds per picture (one thread)."), "",
              "| quality | " + " | ".join(methods) + " | file − pixels | file − input |",
