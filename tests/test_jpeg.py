@@ -82,3 +82,79 @@ def test_run_refuses_an_image_that_is_not_the_files(tmp_path):
         DipL0Run(decoded, "deblock", jpeg=path)
     with pytest.raises(ValueError, match="data_range"):
         DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path, data_range=(0, 1))
+
+
+# ----- the paths in: command line, API, napari (the widget's test is in test_widget.py) -------------------
+def test_cli_deblock_uses_the_file_by_default_and_pixels_only_opts_out(tmp_path, capsys):
+    from napari_dip_l0.cli import main
+
+    path = _save(tmp_path, data.astronaut()[90:130, 110:166], "photo.jpg", subsampling=2)
+    qcs = read_jpeg_constraint(path)
+    out = tmp_path / "file.png"
+    assert main(["deblock", str(path), "-o", str(out), "--iterations", "4", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "using the quantisation tables of photo.jpg" in err and "--pixels-only" in err
+    assert qcs.violation(_tensor(np.asarray(Image.open(out)))).max() < 0.06
+    plain = tmp_path / "pixels.png"
+    assert main(["deblock", str(path), "-o", str(plain), "--iterations", "4", "--quiet", "--pixels-only"]) == 0
+    assert "quantisation" not in capsys.readouterr().err
+    assert qcs.violation(_tensor(np.asarray(Image.open(plain)))).max() > 0.1  # the pixel-only run leaves the file's set
+
+
+def test_cli_falls_back_to_the_pixels_in_one_line(tmp_path, capsys):
+    from napari_dip_l0.cli import main
+
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.fromarray(data.astronaut()[:32, :32]).convert("CMYK").save(cmyk, quality=50)
+    assert main(["deblock", str(cmyk), "-o", str(tmp_path / "out.png"), "--iterations", "2", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "colour space" in notes[0] and "pixels alone" in notes[0]
+    # A bad setting stays an error (exit 2), not a fallback.
+    rgb = _save(tmp_path, data.astronaut()[:32, :32], "rgb.jpg")
+    assert main(["deblock", str(rgb), "-o", str(tmp_path / "o.png"), "--device", "nope", "--quiet"]) == 2
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_api_takes_a_jpeg_path_or_names_the_file(tmp_path):
+    from napari_dip_l0 import dip_l0_deblock
+
+    path = _save(tmp_path, data.astronaut()[60:100, 40:88], "q10.jpg", subsampling=1)
+    decoded = np.asarray(Image.open(path).convert("RGB"))
+    fast = dict(iterations=4, device="cpu")
+    from_path = dip_l0_deblock(path, **fast)
+    assert from_path.dtype == np.uint8 and from_path.shape == decoded.shape
+    assert read_jpeg_constraint(path).violation(_tensor(from_path)).max() < 0.06
+    # The same run as decoded pixels plus the file named explicitly.
+    np.testing.assert_array_equal(dip_l0_deblock(decoded, channel_axis=-1, jpeg=str(path), **fast), from_path)
+    pixels_only = dip_l0_deblock(path, jpeg=False, **fast)
+    np.testing.assert_array_equal(pixels_only, dip_l0_deblock(decoded, channel_axis=-1, **fast))
+    assert not np.array_equal(pixels_only, from_path)
+
+
+def test_api_greyscale_progressive_file_with_odd_sides(tmp_path):
+    from napari_dip_l0 import dip_l0_deblock
+
+    path = _save(tmp_path, data.camera()[100:141, 200:259], "grey.jpg", progressive=True)
+    out = dip_l0_deblock(str(path), iterations=4, device="cpu")
+    assert out.shape == (41, 59) and out.dtype == np.uint8
+    assert read_jpeg_constraint(path).violation(_tensor(out)).max() < 0.06
+
+
+def test_api_refuses_bad_jpeg_arguments_before_work(tmp_path):
+    from napari_dip_l0 import dip_l0_deblock
+
+    png = tmp_path / "x.png"
+    Image.fromarray(data.camera()[:16, :16]).save(png)
+    with pytest.raises(ValueError, match="JPEG files"):
+        dip_l0_deblock(png)
+    with pytest.raises(FileNotFoundError):
+        dip_l0_deblock(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="jpeg=True"):
+        dip_l0_deblock(np.zeros((16, 16)), jpeg=True)
+    with pytest.raises(TypeError, match="jpeg must be"):
+        dip_l0_deblock(np.zeros((16, 16)), jpeg=3)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.fromarray(data.astronaut()[:32, :32]).convert("CMYK").save(cmyk, quality=50)
+    with pytest.raises(ValueError, match="colour space"):
+        dip_l0_deblock(cmyk)
+    assert dip_l0_deblock(cmyk, jpeg=False, iterations=2, device="cpu").shape == (32, 32, 3)

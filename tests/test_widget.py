@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 napari = pytest.importorskip("napari")  # the `testing` extra installs it; CI never skips
 
@@ -480,3 +481,34 @@ def test_time_left_in_words():
     assert _widget._time_left(10) == "less than a minute left"
     assert _widget._time_left(130) == "about 2 minutes left"
     assert _widget._time_left(3 * 3600 + 600) == "about 3 h 10 min left"
+
+
+def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widget, notes, tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from napari_dip_l0.core.jpeg import read_jpeg_constraint
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(data.astronaut()[90:130, 110:158]).save(path, quality=10)
+    layer = viewer.open(path)[0]
+    assert str(layer.source.path) == str(path)
+    widget.image.value = layer
+    _run(qtbot, widget, mode="JPEG deblocking", iterations=4)
+    assert "quantisation tables" in str(widget.status.value)
+    assert any("quantisation tables" in str(n.message) for n in notes)
+    out = _result(viewer, "photo")
+    assert out.metadata["dip_l0"]["jpeg_file"] == str(path)
+    rgb = np.ascontiguousarray(out.data.transpose(2, 0, 1), np.float64)[None] / 255
+    assert read_jpeg_constraint(path).violation(torch.from_numpy(rgb)).max() < 0.06
+    # Edited pixels are not the file's any more: deblocked as pixels, and the widget says why.
+    layer.data = layer.data // 2
+    notes.clear()
+    _run(qtbot, widget, iterations=2)
+    assert "quantisation" not in str(widget.status.value)
+    assert any("differ from its JPEG file" in str(n.message) for n in notes)
+    assert viewer.layers[-1].metadata["dip_l0"]["jpeg_file"] is None
+    # Smoothing never uses the file.
+    widget.replace.value = False
+    _run(qtbot, widget, mode="edge-preserving smoothing", iterations=2)
+    assert "quantisation" not in str(widget.status.value)

@@ -15,6 +15,7 @@ import gc
 import threading
 import time
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, NamedTuple
 
 import napari
@@ -287,6 +288,33 @@ def _select(layer, planes: str, viewer) -> _Selection:
     if layer.rgb and data.shape[-1] == 4:
         data, alpha = data[..., :3], data[..., 3:]
     return _Selection(data, -1 if layer.rgb else None, plane_index, alpha, downsample, note)
+
+
+def _jpeg_file(layer, sel: _Selection) -> tuple[str | None, str]:
+    """The JPEG file ``layer`` was opened from, if its pixels are that file's as they stand; else None, and why.
+
+    Only a whole, unedited, single-resolution layer qualifies: the file's
+    coefficients describe exactly the pixels it decodes to, nothing else.
+    """
+    from .core.imageio import JPEG, read_image
+
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path or Path(path).suffix.lower() not in JPEG:
+        return None, ""
+    if not Path(path).is_file():
+        return None, f"its JPEG file {Path(path).name} is gone"
+    if getattr(layer, "multiscale", False) or sel.plane_index is not None or sel.alpha is not None:
+        return None, "the layer is not the JPEG file's whole image"
+    try:
+        decoded = read_image(path)
+    except (ValueError, OSError, MemoryError):
+        return None, f"its JPEG file {Path(path).name} cannot be read"
+    if decoded.shape != sel.data.shape or not np.array_equal(decoded, sel.data):
+        return None, f"the layer's pixels differ from its JPEG file {Path(path).name}"
+    return str(path), ""
+
+
+JPEG_NOTE = "using the JPEG file's quantisation tables"
 
 
 def _layer_kwargs(layer, sel: _Selection) -> dict:
@@ -651,13 +679,20 @@ class DipL0Widget(Container):
         }
         try:
             sel = _select(layer, self.planes.value, self.viewer)
+            settings = dict(lam=params["lam"], iterations=params["iterations"], channel_axis=sel.channel_axis,
+                            seed=params["seed"], device=params["device"], l0_solver=params["l0_solver"])
             # Checks the arguments now, so bad input is reported before any thread starts.
-            snapshots = iter_dip_l0(sel.data, mode, lam=params["lam"], iterations=params["iterations"],
-                                    channel_axis=sel.channel_axis, seed=params["seed"], device=params["device"],
-                                    l0_solver=params["l0_solver"])
+            snapshots = iter_dip_l0(sel.data, mode, **settings)
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
+        jpeg, why_not = _jpeg_file(layer, sel) if mode == "deblock" else (None, "")
+        if jpeg is not None:
+            try:  # the file's coefficients bound every estimate; if they cannot, deblock the pixels as before
+                snapshots = iter_dip_l0(sel.data, mode, jpeg=jpeg, **settings)
+            except (ValueError, ImportError, MemoryError) as exc:
+                jpeg, why_not = None, f"its JPEG file cannot be used ({exc})"
+        params["jpeg_file"] = jpeg
         job = _Job(layer, sel, params, params["iterations"])
         preview_every = int(self.preview_every.value)
         keep_every = int(self.keep_every.value)
@@ -693,11 +728,13 @@ class DipL0Widget(Container):
         self._l0_timer.stop()
         self._set_state(RunState.RUNNING)
         self._set_progress(0, 0)  # busy until the first snapshot
-        self.status.value = "preparing (building the network)…"
-        if sel.note:
+        self.status.value = "preparing (building the network)…" if jpeg is None else f"preparing ({JPEG_NOTE})…"
+        notes = [sel.note] + ([f"{JPEG_NOTE} ({Path(jpeg).name})"] if jpeg else
+                              [f"deblocking the pixels alone: {why_not}"] if why_not else [])
+        for note in filter(None, notes):
             from napari.utils.notifications import show_info
 
-            show_info(f"DIP-ℓ0: {sel.note}")
+            show_info(f"DIP-ℓ0: {note}")
         job.worker.start()
 
     def stop(self, value=None):
@@ -754,6 +791,8 @@ class DipL0Widget(Container):
             where.append(_time_left(rate * (snap.total - snap.iteration)))
         else:
             where.append("estimating time left…")
+        if job.params.get("jpeg_file"):
+            where.append(JPEG_NOTE)
         return " · ".join(where)
 
     def _on_yielded(self, tick: _Tick):
@@ -826,7 +865,8 @@ class DipL0Widget(Container):
             result = self.viewer.add_image(image, name=name, **kwargs)
         self._results[id(job.layer)] = result
         state = "done" if snap.done else f"stopped at iteration {snap.iteration} of {snap.total}"
-        self.status.value = f"{state} in {snap.seconds:.1f} s: {result.name}"
+        tables = f" ({JPEG_NOTE})" if job.params.get("jpeg_file") else ""
+        self.status.value = f"{state} in {snap.seconds:.1f} s{tables}: {result.name}"
 
     def _on_error(self, exc):
         message = f"{type(exc).__name__}: {exc}"

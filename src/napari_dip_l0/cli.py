@@ -147,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
         _cold_start(p)
         p.add_argument("--save-every", type=_nonneg_int, default=0, metavar="N",
                        help="also write the estimate every N iterations as OUTPUT_iterNNNNN.ext (0: never)")
+        if mode == "deblock":
+            p.add_argument("--pixels-only", action="store_true",
+                           help="ignore a JPEG input's quantisation tables and deblock its decoded pixels alone "
+                                "(default: a .jpg/.jpeg input's coefficients bound every estimate)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_batch(sub)
@@ -271,10 +275,11 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
         if args.save_every and snap.iteration and snap.iteration % args.save_every == 0 and not snap.done:
             write_image(snapshot_path(out, snap.iteration), join_alpha(snap.image, alpha))
 
+    settings = dict(lam=args.lam, iterations=args.iterations, seed=args.seed, device=args.device,
+                    l0_solver=args.l0_solver, tile_size=args.tile_size, warm_start=not args.cold_start)
+    jpeg = _jpeg_of(info, colour, axis, settings) if args.command == "deblock" and not args.pixels_only else None
     last = _run_dip(colour, axis, mode=args.command, quiet=args.quiet, interrupts=interrupts,
-                    on_snapshot=save_every, lam=args.lam, iterations=args.iterations, seed=args.seed,
-                    device=args.device, l0_solver=args.l0_solver, tile_size=args.tile_size,
-                    warm_start=not args.cold_start)
+                    on_snapshot=save_every, jpeg=jpeg, **settings)
     write_image(out, join_alpha(last.image, alpha))
     if interrupts:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
@@ -282,6 +287,34 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
         return 130
     print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g})", file=sys.stderr)
     return 0
+
+
+def _jpeg_of(info: FileInfo, image, channel_axis, settings: dict):
+    """The quantisation constraint of a JPEG input for ``deblock``, or None (with a one-line note) if unusable.
+
+    A JPEG input is deblocked from its file by default; a file whose
+    coefficients cannot be used (CMYK, no ``jpeglib``, a channel axis other
+    than the file's colour, too large to fit whole) falls back to its pixels
+    rather than failing, since that is what ``deblock`` did before.
+    """
+    if info.kind != "jpeg":
+        return None
+    from .core.jpeg import read_jpeg_constraint
+    from .core.run import DipL0Run
+
+    DipL0Run(image, "deblock", channel_axis=channel_axis, **settings)  # a bad setting is an error, not a fallback
+    try:
+        qcs = read_jpeg_constraint(info.path)
+        DipL0Run(image, "deblock", channel_axis=channel_axis, jpeg=qcs, **settings)  # checks shape and memory
+    except (ValueError, ImportError, MemoryError) as exc:
+        from .core.imageio import first_line
+
+        print(f"dip-l0: note: not using the JPEG file's quantisation tables ({first_line(exc)}); "
+              f"deblocking its pixels alone", file=sys.stderr)
+        return None
+    print(f"dip-l0: using the quantisation tables of {info.path.name}: every estimate stays consistent with the "
+          f"file (--pixels-only to ignore them)", file=sys.stderr)
+    return qcs
 
 
 def _cmd_batch(args, interrupts: Interrupts) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from .fusion import parallel_fusion
+from .jpeg import JpegConstraint, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import PlaneReader, check_image, check_lam
 from .presets import get_preset
@@ -214,16 +218,39 @@ def dip_l0_deblock(
     l0_solver: str | None = None,
     warm_start: bool = True,
     tile_size: int | None = None,
+    jpeg=None,
 ) -> np.ndarray:
     """JPEG artifact removal by DIP-ℓ0, with defaults for heavy compression (quality ~10).
 
-    Parameters are those of :func:`dip_l0_smooth`; ``None`` takes the
-    'deblock' preset's values.
+    Parameters
+    ----------
+    image : array_like, str or path
+        The decoded image (as for :func:`dip_l0_smooth`), or the path of a
+        JPEG file: its pixels are read (uint8, H×W or H×W×3) and, unless
+        ``jpeg=False``, its quantised coefficients bound the result.
+    lam, iterations, channel_axis, seed, device, l0_solver, warm_start, tile_size
+        As for :func:`dip_l0_smooth`; ``None`` takes the 'deblock' preset's
+        values. ``channel_axis`` is set by the file when ``image`` is a path.
+    jpeg : str, path, JpegConstraint or bool, optional
+        The JPEG file ``image`` was decoded from. Its quantised DCT
+        coefficients and tables bound where the true image can lie, and the
+        result is consistent with them: re-encoding it with the file's tables
+        gives the file's coefficients (:mod:`napari_dip_l0.core.jpeg`).
+        ``None`` uses ``image`` itself when it is a JPEG path and nothing
+        otherwise; ``False`` deblocks the pixels alone. ``image`` must then be
+        that file's decoded pixels, whole (it is not tiled).
 
     Returns
     -------
     ndarray
-        Same shape and dtype as ``image``, values within its range.
+        Same shape and dtype as ``image`` (uint8 for a path), values within
+        its range.
+
+    Raises
+    ------
+    ValueError
+        A path that is not a JPEG file, a JPEG whose coefficients cannot be
+        used (CMYK; pass ``jpeg=False``), or pixels that are not the file's.
 
     Examples
     --------
@@ -232,6 +259,39 @@ def dip_l0_deblock(
     >>> jpeg = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     >>> dip_l0_deblock(jpeg, iterations=3, channel_axis=-1, device="cpu").shape
     (32, 32, 3)
+
+    From a file, with its quantisation tables:
+
+    >>> from PIL import Image
+    >>> Image.fromarray(jpeg).save("/tmp/example_deblock.jpg", quality=10)
+    >>> dip_l0_deblock("/tmp/example_deblock.jpg", iterations=3, device="cpu").shape
+    (32, 32, 3)
     """
+    if jpeg is not None and not isinstance(jpeg, (bool, str, os.PathLike, JpegConstraint)):
+        raise TypeError(f"jpeg must be a path, a JpegConstraint, True, False or None; got {type(jpeg).__name__}")
+    if isinstance(image, (str, os.PathLike)):
+        image, channel_axis, path = _read_jpeg_pixels(image)
+        if jpeg is None or jpeg is True:
+            try:
+                jpeg = read_jpeg_constraint(path)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; pass jpeg=False to deblock its pixels alone") from None
+    elif jpeg is True:
+        raise ValueError("jpeg=True needs image to be the path of a JPEG file; otherwise name the file: jpeg=path")
     return DipL0Run(image, "deblock", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
-                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size).run()
+                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
+                    jpeg=jpeg or None).run()
+
+
+def _read_jpeg_pixels(path) -> tuple[np.ndarray, int | None, Path]:
+    """A JPEG file's decoded pixels and their channel axis; ``ValueError`` for any other file."""
+    from .imageio import JPEG, describe, read
+
+    path = Path(path)
+    if path.suffix.lower() not in JPEG:
+        raise ValueError(f"dip_l0_deblock reads JPEG files (.jpg, .jpeg) only, got {path}; pass other images "
+                         f"as arrays (napari_dip_l0.core.imageio.read_image reads TIFF and PNG)")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    info = describe(path)
+    return read(info), info.channel_axis("auto"), path

@@ -12,7 +12,9 @@ The model follows libjpeg's encoder: JFIF full-range YCbCr, chroma
 subsampled by averaging, planes padded to whole blocks by repeating the last
 row and column, orthonormal 8×8 DCT-II of the level-shifted samples. Blocks
 that lie wholly inside the image are projected exactly; blocks over the
-right or bottom edge only approximately (their padding is not ours to set).
+right or bottom edge by a least-squares step (their padding repeats the
+edge, so not every coefficient is reachable), which converges in a few
+rounds.
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ class JpegConstraint:
                 if (fy, fx) != (1, 1):
                     # Repeating a change of the averaged samples moves their average by exactly that change.
                     delta = delta.repeat_interleave(fy, 0).repeat_interleave(fx, 1)
+                # Samples past the image edge repeat its last row and column: fold their change back onto
+                # that row and column (the least-squares step), so the edge blocks converge like the others.
+                if delta.shape[0] > h:
+                    delta = torch.cat([delta[: h - 1], delta[h - 1 :].mean(0, keepdim=True)], 0)
+                if delta.shape[1] > w:
+                    delta = torch.cat([delta[:, : w - 1], delta[:, w - 1 :].mean(1, keepdim=True)], 1)
                 planes[c, : delta.shape[0], : delta.shape[1]] += delta
             img = planes[:, :h, :w]
             if self.channels == 3:
