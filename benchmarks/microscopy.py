@@ -385,7 +385,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="+", metavar="METHOD", help="run just these methods (table names)")
     parser.add_argument("--peaks", nargs="+", type=int, choices=PEAKS, default=None,
-                        help="run just these photon levels (saved apart, so levels can run in parallel)")
+                        help="run just these photon levels (saved apart, so levels can run in parallel); "
+                             "with --table, tabulate just these")
     parser.add_argument("--table", action="store_true",
                         help="run nothing: build the table and figure from the results saved under --out")
     parser.add_argument("--readme", action="store_true", help="write the tables into README.md, the figure to docs/")
@@ -399,6 +400,8 @@ def main() -> None:
             return
     _, _, labels = build_set(args.cache, size, args.quick)
     rows, kept = load(saved, labels)
+    if args.peaks:  # a table of some levels only, e.g. those every method has finished
+        rows = [r for r in rows if r["peak"] in args.peaks]
     report = list(dict.fromkeys(r["image"] for r in rows))
     ours = "DIP-ℓ0 (dip_l0_denoise, defaults)"
     peers = [n for n in ("TV (Chambolle)", "BM3D", "BM3D + Anscombe") if any(r["method"] == n for r in rows)]

@@ -90,7 +90,7 @@ class DipL0Run:
         2-D image, optionally with a channel axis and leading axes (Z, T, ...)
         that are processed plane by plane. Any real dtype. A dask array is
         read one plane at a time.
-    mode : {'smooth', 'deblock'}
+    mode : {'smooth', 'denoise', 'deblock'}
         Which shipped preset to start from (ignored when ``preset`` is given).
     lam : float or 'auto', optional
         Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
