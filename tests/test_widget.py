@@ -350,6 +350,7 @@ def test_denoise_mode_reads_lambda_from_the_noise(qtbot, viewer, widget):
         prov = _result(viewer, name).metadata["dip_l0"]
         assert prov["mode"] == "denoise" and prov["lam_auto"] is True
         assert _result(viewer, name).name == f"{name} · DIP-ℓ0 λ={prov['lam']:.3g}, 2 it"
+        assert widget.lam.value == pytest.approx(prov["lam"], abs=5e-4)  # the box shows the λ chosen
         lams.append(prov["lam"])
     assert lams[1] > 3 * lams[0]  # fewer photons, more noise, a larger λ
 

@@ -864,6 +864,8 @@ class DipL0Widget(Container):
         else:
             result = self.viewer.add_image(image, name=name, **kwargs)
         self._results[id(job.layer)] = result
+        if job.params["lam"] == "auto" and not self._closed:
+            self.lam.value = snap.preset.lam  # the greyed box shows the λ the run chose, not the fallback
         state = "done" if snap.done else f"stopped at iteration {snap.iteration} of {snap.total}"
         tables = f" ({JPEG_NOTE})" if job.params.get("jpeg_file") else ""
         self.status.value = f"{state} in {snap.seconds:.1f} s{tables}: {result.name}"
@@ -883,7 +885,10 @@ class DipL0Widget(Container):
             for emitter, slot in ((events.inserted, self._refresh_layers), (events.removed, self._on_layer_removed),
                                   (self.viewer.layers.selection.events.active, self._follow_selection)):
                 emitter.disconnect(slot)
-        self._l0_timer.stop()
+        try:
+            self._l0_timer.stop()
+        except RuntimeError:  # at interpreter exit Qt may already have deleted the timer
+            pass
         if self._l0_worker is not None:
             self._l0_worker.quit()
         job = self._job
