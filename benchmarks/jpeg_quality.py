@@ -41,6 +41,7 @@ from skimage.restoration import denoise_tv_chambolle
 
 from napari_dip_l0 import dip_l0_deblock
 from napari_dip_l0.core.jpeg import read_jpeg_constraint
+from readme import write_section
 
 HISTO = Path("/work/shared-data/stardist/data/images/histo.jpg")
 QUALITIES = [5, 10, 20, 30, 50]
@@ -246,12 +247,7 @@ def main():
     text = table(merged(args.out))
     print("\n" + text)
     if args.readme:
-        readme = Path("README.md")
-        body = readme.read_text()
-        begin, end = "<!-- quality:jpeg-files:begin -->", "<!-- quality:jpeg-files:end -->"
-        if begin in body and end in body:
-            head, rest = body.split(begin, 1)
-            readme.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+        write_section("quality:jpeg-files", text)
 
 
 if __name__ == "__main__":

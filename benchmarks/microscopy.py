@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from peers import plain_dip
+from readme import write_section
 from scipy import ndimage as ndi
 from skimage import data as skdata
 from skimage.filters import threshold_otsu
@@ -418,12 +419,7 @@ def main() -> None:
             Path("docs").mkdir(exist_ok=True)
             Path("docs/microscopy.png").write_bytes(fig.read_bytes())
     if args.readme:
-        readme = Path("README.md")
-        body = readme.read_text()
-        begin, end = "<!-- microscopy:begin -->", "<!-- microscopy:end -->"
-        if begin in body and end in body:
-            head, rest = body.split(begin, 1)
-            readme.write_text(head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+        write_section("microscopy", text)
 
 
 if __name__ == "__main__":
