@@ -121,6 +121,11 @@ def test_l0_preview_uses_the_runs_scale_and_lambda():
     assert lam == run.preset.lam
     np.testing.assert_array_equal(flat, l0_smooth(frame, lam, robust=True))
     assert flat.dtype == frame.dtype and flat.max() == 4095  # hot pixels are not clipped away
+    manual, used = l0_preview(frame, "denoise", lam=0.02, method="fft")
+    assert used == 0.02
+    np.testing.assert_array_equal(manual, l0_smooth(frame, 0.02, method="fft", robust=True))
+    with pytest.raises(ValueError, match="unknown method"):
+        l0_preview(frame, "denoise", method="nope")
 
 
 # ----- the whole run --------------------------------------------------------------------------------------------

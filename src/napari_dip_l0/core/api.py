@@ -58,9 +58,17 @@ def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axi
     """
     arr, channel_axis = check_image(image, channel_axis)
     lam = check_lam(lam)
+    _check_method(method)
+    return _smooth_planes(PlaneReader(arr, channel_axis, robust=robust), lam, method)
+
+
+def _check_method(method: str) -> None:
     if method not in L0_SOLVERS:
         raise ValueError(f"unknown method {method!r}; expected one of {L0_SOLVERS}")
-    reader = PlaneReader(arr, channel_axis, robust=robust)
+
+
+def _smooth_planes(reader: PlaneReader, lam: float, method: str) -> np.ndarray:
+    """ℓ0 smoothing of every plane ``reader`` gives, back in the caller's dtype and layout."""
     solve = {"parallel_fusion": parallel_fusion, "region_fusion": region_fusion, "fft": fft_l0}[method]
     out = reader.new_output()
     for p in range(len(reader)):
@@ -88,11 +96,15 @@ def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method
     """
     arr, channel_axis = check_image(image, channel_axis)
     preset = get_preset(mode)
+    method = method or preset.l0_solver
+    _check_method(method)
+    # One reader: its scale (a median filter over the planes) serves the noise estimate and the smoothing.
+    reader = PlaneReader(arr, channel_axis, robust=preset.robust)
     if lam is None or (isinstance(lam, str) and lam == "auto"):
-        preset, _ = choose_lam(preset, PlaneReader(arr, channel_axis, robust=preset.robust))
-        lam = preset.lam
-    out = l0_smooth(arr, lam, method=method or preset.l0_solver, channel_axis=channel_axis, robust=preset.robust)
-    return out, float(lam)
+        lam = choose_lam(preset, reader)[0].lam
+    else:
+        lam = check_lam(lam)
+    return _smooth_planes(reader, lam, method), float(lam)
 
 
 def dip_l0_smooth(
