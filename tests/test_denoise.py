@@ -1,5 +1,7 @@
 """Camera-noise denoising: the robust intensity scale, the noise estimate, λ='auto' and dip_l0_denoise."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio as psnr
 
 from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
 from napari_dip_l0.core.api import l0_preview
-from napari_dip_l0.core.layout import PlaneReader, robust_range
+from napari_dip_l0.core.layout import PlaneReader, fill_defects, robust_range
 from napari_dip_l0.core.noise import noise_sigma
 from napari_dip_l0.core.presets import PRESETS
 
@@ -78,6 +80,35 @@ def test_scale_is_the_plain_one_without_outliers():
     assert PlaneReader(ramp, None, robust=True).layout.scale is None
 
 
+def test_fill_defects_replaces_isolated_outliers_only():
+    rng = np.random.default_rng(0)
+    plane = (0.5 + 0.3 * rng.standard_normal((24, 24, 1))).astype(np.float32)  # noisy: some values beyond [0, 1]
+    assert fill_defects(plane) is plane
+    plane[10:13, 10:13] = 3.0  # a bright 3×3 object: structure, kept
+    plane[2, 2], plane[2, 3] = 40.0, 35.0  # two neighbouring hot pixels
+    plane[20, 5] = -6.0  # a dead pixel
+    before = plane.copy()
+    filled = fill_defects(plane)
+    np.testing.assert_array_equal(plane, before)  # the input is not modified
+    changed = np.argwhere(filled != plane)[:, :2].tolist()
+    assert sorted(changed) == [[2, 2], [2, 3], [20, 5]]
+    assert np.all(np.abs(filled[[2, 2, 20], [2, 3, 5]]) < 2)
+
+
+def test_hot_pixels_neither_disturb_the_fit_nor_survive_it():
+    clean = _scene()
+    frame = _camera(clean, 20)
+    hot = _camera(clean, 20, hot=8)  # the same noise, with 8 hot pixels on top
+    where = hot == 4095
+    truth = 100 + 2 * 20 * clean
+    a = dip_l0_denoise(frame, iterations=150, device="cpu").astype(float)
+    b = dip_l0_denoise(hot, iterations=150, device="cpu").astype(float)
+    keep = ~where
+    score = [psnr(truth[keep], x[keep], data_range=40) for x in (a, b)]
+    assert score[1] > score[0] - 0.5, score  # the neighbours of hot pixels are as good as without them
+    assert np.abs(b[where] - truth[where]).max() < 20  # and the hot pixels themselves are denoised
+
+
 # ----- the noise level and λ ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sigma", [0.01, 0.03, 0.1])
 def test_noise_sigma_measures_gaussian_noise(sigma):
@@ -120,7 +151,8 @@ def test_l0_preview_uses_the_runs_scale_and_lambda():
     flat, lam = l0_preview(frame, "denoise")
     assert lam == run.preset.lam
     np.testing.assert_array_equal(flat, l0_smooth(frame, lam, robust=True))
-    assert flat.dtype == frame.dtype and flat.max() == 4095  # hot pixels are not clipped away
+    hot = frame == 4095
+    assert flat.dtype == frame.dtype and flat[hot].max() < 200  # hot pixels are filled, as in a run
     manual, used = l0_preview(frame, "denoise", lam=0.02, method="fft")
     assert used == 0.02
     np.testing.assert_array_equal(manual, l0_smooth(frame, 0.02, method="fft", robust=True))
@@ -151,3 +183,44 @@ def test_denoise_is_deterministic_and_handles_stacks_and_channels():
     assert dip_l0_denoise(stack, iterations=3, device="cpu").shape == stack.shape
     two = np.stack([frame, frame.T], axis=-1)
     assert dip_l0_denoise(two, iterations=3, channel_axis=-1, device="cpu").shape == two.shape
+
+
+# ----- the stopping rule ----------------------------------------------------------------------------------------
+def _stopping(patience=25, iterations=600):
+    return replace(PRESETS["denoise"], patience=patience, iterations=iterations)
+
+
+def test_stopping_rule_keeps_the_estimate_at_the_spread_minimum():
+    frame = _camera(_scene((32, 32)), 5)
+    run = DipL0Run(frame, "denoise", preset=_stopping(), device="cpu")
+    snaps = list(run)
+    kept = run.stopped_at[0]
+    assert kept is not None and 25 <= kept < 600 - 25  # it stopped, `patience` steps after the minimum
+    assert len(snaps) == 1 + kept + 25  # the preview, then one per step until the stop
+    assert snaps[-1].done and snaps[-1].iteration == run.total == 600 and snaps[-1].kept == kept
+    assert all(s.kept is None for s in snaps[:-1])
+    # The rule only chooses: the estimate it keeps is that of an uninterrupted run of `kept` steps.
+    plain = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=kept), device="cpu").run()
+    np.testing.assert_array_equal(snaps[-1].image, plain)
+    # Given five times the steps it stops at the same point with the same result.
+    longer = DipL0Run(frame, "denoise", preset=_stopping(iterations=3000), device="cpu")
+    np.testing.assert_array_equal(longer.run(), snaps[-1].image)
+    assert longer.stopped_at == [kept]
+
+
+def test_without_a_stopping_rule_every_iteration_runs():
+    frame = _camera(_scene((32, 32)), 5)
+    run = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=40), device="cpu")
+    assert len(list(run)) == 41 and run.stopped_at == [None] and run.last.kept is None
+    with pytest.raises(ValueError, match="patience"):
+        _stopping(patience=-1)
+    with pytest.raises(TypeError, match="patience"):
+        _stopping(patience=2.5)
+
+
+def test_stopping_rule_ends_each_plane_of_a_stack():
+    stack = np.stack([_camera(_scene((32, 32)), 5, seed=s) for s in range(2)])
+    run = DipL0Run(stack, "denoise", preset=_stopping(), warm_start=False, device="cpu")
+    out = run.run()
+    assert out.shape == stack.shape and len(run.stopped_at) == 2
+    assert run.last.iteration == run.total

@@ -917,6 +917,7 @@ def _provenance(job: _Job, snap) -> dict:
         "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),
         "seconds": round(snap.seconds, 3),
         "stopped_early": not snap.done,
+        "kept_iteration": snap.kept,  # where the stopping rule ended the (last) plane, if it did
         "version": __version__,
     }
 

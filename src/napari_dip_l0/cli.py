@@ -136,8 +136,9 @@ def _parser() -> argparse.ArgumentParser:
         auto = "from the image's noise level" if preset.lam_noise else f"the preset's, {preset.lam}"
         p.add_argument("--lam", type=_lam, default="auto",
                        help=f"ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, {auto})")
+        cap = " at most: a plane stops by itself once it starts fitting the noise" if preset.patience else ""
         p.add_argument("--iterations", type=_positive_int, default=None,
-                       help=f"ADMM iterations per plane (default {preset.iterations})")
+                       help=f"ADMM iterations per plane (default {preset.iterations}{cap})")
         p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None,
@@ -285,7 +286,9 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
               file=sys.stderr)
         return 130
-    print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g})", file=sys.stderr)
+    # Where the stopping rule ended a single-plane, untiled run (a stack has one such point per plane).
+    kept = f", kept iteration {last.kept} (stopping rule)" if last.kept and last.planes * last.tiles == 1 else ""
+    print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g}{kept})", file=sys.stderr)
     return 0
 
 

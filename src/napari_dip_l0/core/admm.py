@@ -9,6 +9,10 @@ split with ``v = g_θ(x)``, scaled multiplier ``u`` and penalty ``beta``:
 3. u-step: ``u += g - v``;
 4. output: exponential moving average of ``g``.
 
+With ``preset.patience`` the fit also tracks the spread of ``g`` around that
+average (its mean squared change from it over the last ``patience`` steps), and :attr:`AdmmFit.stalled` says when its minimum is ``patience``
+steps old: the point to stop (see :class:`.presets.Preset`).
+
 Losses are means over pixels, which rescales the whole objective and leaves
 the v-step's weight ``2 lam / beta`` unchanged. Planes, tiles, snapshots and
 validation live in :mod:`.run`; this module is the iteration itself.
@@ -16,6 +20,7 @@ validation live in :mod:`.run`; this module is the iteration itself.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numba
@@ -114,6 +119,20 @@ class AdmmFit:
         self.u = torch.zeros((1, c, h, w), device=device)
         self.iteration = 0
         self.estimate: torch.Tensor | None = None
+        self._reset_spread()
+
+    def _reset_spread(self) -> None:
+        self._changes: deque[float] = deque(maxlen=max(1, self.preset.patience))
+        self.spread: float | None = None
+        self.best: torch.Tensor | None = None  # the estimate at the spread's minimum
+        self.best_iteration = 0
+        self._best_spread = float("inf")
+
+    @property
+    def stalled(self) -> bool:
+        """The stopping rule's verdict: no new minimum of the spread for ``preset.patience`` steps."""
+        p = self.preset.patience
+        return p > 0 and self.best is not None and self.iteration - self.best_iteration >= p
 
     def start(self, plane: np.ndarray) -> np.ndarray:
         """Fit ``plane`` (float32 ``(H, W, C)`` on [0, 1]) from the current state; returns the warm start.
@@ -131,6 +150,7 @@ class AdmmFit:
         self.base = w0 if p.residual else 0.0
         self.iteration = 0
         self.estimate = None
+        self._reset_spread()
         return to_numpy(w0.clamp(0, 1))
 
     def step(self) -> dict[str, float]:
@@ -157,11 +177,20 @@ class AdmmFit:
         if k % p.v_every == 0:
             self.v = v_step(g + self.u, 2.0 * p.lam / p.beta, p.l0_solver, p.rf_loops)
             self.u = self.u + g - self.v
+        prev = self.estimate
+        change = torch.zeros((), device=g.device) if prev is None else torch.mean((g - prev) ** 2)
         # Early outputs are poor: the decay ramps up so they are forgotten quickly.
         decay = min(p.ema, (1.0 + k) / (10.0 + k))
-        self.estimate = g if self.estimate is None else torch.add(self.estimate * decay, g, alpha=1.0 - decay)
-        # One transfer for the three numbers (one sync on a GPU, not three).
-        losses = torch.stack([loss.detach(), data.detach(), coupling.detach()]).tolist()
+        self.estimate = g if prev is None else torch.add(prev * decay, g, alpha=1.0 - decay)
+        # One transfer for the four numbers (one sync on a GPU, not four).
+        *losses, change = torch.stack([loss.detach(), data.detach(), coupling.detach(), change]).tolist()
+        if p.patience > 0 and prev is not None:
+            self._changes.append(change)
+            # A full window: at first the output barely moves while the fit gets going.
+            if len(self._changes) == p.patience:
+                self.spread = sum(self._changes) / p.patience
+                if self.spread < self._best_spread:
+                    self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
         return dict(zip(("loss", "data", "coupling"), losses))
 
     def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,8 +203,9 @@ class AdmmFit:
         return pair
 
     def output(self) -> torch.Tensor:
-        """The current estimate as the run reports it (projected onto the constraint set, if any)."""
-        return self.consistent(self.estimate)
+        """The result of the fit so far as the run reports it: the estimate, or with a stopping rule the
+        estimate it chose (projected onto the constraint set, if any)."""
+        return self.consistent(self.best if self.best is not None else self.estimate)
 
     def consistent(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` projected onto the constraint set (unchanged without one)."""

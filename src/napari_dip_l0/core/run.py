@@ -16,7 +16,7 @@ import numpy as np
 
 from .admm import AdmmFit, to_numpy
 from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
-                     check_seed, resolve_device)
+                     check_seed, fill_defects, resolve_device)
 from .noise import noise_sigma
 from .presets import Preset, get_preset
 from .tiling import Mosaic, check_memory, check_tiling, tile_grid
@@ -44,6 +44,10 @@ class Snapshot:
         Wall time since the run started.
     preset : Preset
         The settings of the run.
+    kept : int or None
+        On the last snapshot of a plane (or tile) that the preset's stopping
+        rule ended (see ``Preset.patience``): the iteration whose estimate it
+        keeps. ``None`` otherwise.
     image : ndarray
         The whole image at this snapshot in the input's dtype, range and
         shape: finished planes final, the current one at this estimate, later
@@ -52,8 +56,10 @@ class Snapshot:
     """
 
     def __init__(self, iteration: int, total: int, plane: int, planes: int, losses: dict, seconds: float,
-                 render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1):
+                 render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1,
+                 kept: int | None = None):
         self.iteration = iteration
+        self.kept = kept
         self.total = total
         self.plane = plane
         self.planes = planes
@@ -155,6 +161,10 @@ class DipL0Run:
         Iterations over all planes and tiles.
     last : Snapshot or None
         The newest snapshot: its ``image`` is the estimate so far.
+    stopped_at : list of int or None
+        For each plane (and tile) finished so far, in order: the iteration
+        whose estimate the stopping rule kept, or ``None`` where the plane
+        ran all its iterations.
 
     Examples
     --------
@@ -236,6 +246,7 @@ class DipL0Run:
             (n - 1) * len(self.windows))
         self.total = sum(self._counts)
         self.last: Snapshot | None = None
+        self.stopped_at: list[int | None] = []
         self._snapshots = self._generate()
 
     # ----- driving ------------------------------------------------------
@@ -262,9 +273,9 @@ class DipL0Run:
         reader, layout, preset = self.reader, self.reader.layout, self.preset
         n, tiles = len(reader), len(self.windows)
 
-        def snapshot(done, p, t, losses, render):
+        def snapshot(done, p, t, losses, render, kept=None):
             return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0, render, preset,
-                            tile=t, tiles=tiles)
+                            tile=t, tiles=tiles, kept=kept)
 
         if layout.constant:
             yield snapshot(self.total, n - 1, tiles - 1, {}, lambda: np.full(layout.shape, layout.lo, layout.dtype))
@@ -275,6 +286,8 @@ class DipL0Run:
         done = 0
         for p in range(n):
             plane = reader.read(p)
+            if layout.scale is not None:  # a robust scale: the image has outliers
+                plane = fill_defects(plane)
             mosaic = Mosaic(plane, self.windows, self.tile_overlap)
             for t, window in enumerate(self.windows):
                 tile = plane[window]
@@ -288,8 +301,16 @@ class DipL0Run:
                 its = self._counts[p * tiles + t]
                 for k in range(1, its + 1):
                     losses = fit.step()
-                    render = self._renderer(out, p, mosaic, t, lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
-                    yield snapshot(done + k, p, t, losses, render)
+                    # The stopping rule ends the tile early: its last snapshot counts the iterations it skips.
+                    last = k == its or fit.stalled
+                    shown = fit.best if last and fit.best is not None else fit.estimate
+                    render = self._renderer(out, p, mosaic, t, lambda e=shown, f=fit: to_numpy(f.consistent(e)))
+                    kept = fit.best_iteration if last and fit.stalled else None
+                    if last:
+                        self.stopped_at.append(kept)
+                    yield snapshot(done + (its if last else k), p, t, losses, render, kept)
+                    if last:
+                        break
                 mosaic.add(t, to_numpy(fit.output()))
                 done += its
             reader.store(out, p, mosaic.result())
