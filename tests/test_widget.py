@@ -355,6 +355,24 @@ def test_denoise_mode_reads_lambda_from_the_noise(qtbot, viewer, widget):
     assert lams[1] > 3 * lams[0]  # fewer photons, more noise, a larger λ
 
 
+def test_denoise_result_shows_where_it_stopped_and_is_visible(qtbot, viewer, widget):
+    frame = _photons(peak=5)  # the hot pixel sets the frame's contrast limits: 100 to 4095
+    layer = viewer.add_image(frame, name="frame")
+    widget.mode.value = "camera-noise denoising"
+    _run(qtbot, widget, iterations=1000)
+    result = _result(viewer, "frame")
+    prov = result.metadata["dip_l0"]
+    kept = prov["kept_iteration"]
+    assert kept is not None and 200 <= kept < 1000 - 200  # the stopping rule ended the run
+    assert result.name == f"frame · DIP-ℓ0 λ={prov['lam']:.3g}, {kept} it (auto stop)"
+    assert result.data[3, 3] < 200  # the hot pixel is gone ...
+    assert tuple(layer.contrast_limits) == (frame.min(), 4095)
+    # ... so the source's limits would show the result black: it gets its own range (set from the first
+    # preview, which the result replaces).
+    lo, hi = result.contrast_limits
+    assert hi < 200 and np.ptp(result.data) >= 0.5 * (hi - lo)
+
+
 def test_manual_lambda_is_used_when_automatic_is_off(qtbot, viewer, widget):
     viewer.add_image(_photons(), name="frame")
     widget.mode.value = "camera-noise denoising"

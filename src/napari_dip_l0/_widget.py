@@ -350,6 +350,19 @@ def _layer_array(image: np.ndarray, sel: _Selection) -> np.ndarray:
     return image if sel.plane_index is None else image.reshape((1,) * len(sel.plane_index) + image.shape)
 
 
+def _result_kwargs(layer, sel: _Selection, image: np.ndarray) -> dict:
+    """:func:`_layer_kwargs` for a result ``image``: the source's look, except contrast limits that it
+    would fill less than a quarter of (a denoised camera frame whose hot pixels set the source's
+    limits would show black), which become the result's own range."""
+    kwargs = _layer_kwargs(layer, sel)
+    if "contrast_limits" in kwargs and image.size:
+        lo, hi = kwargs["contrast_limits"]
+        a, b = float(np.min(image)), float(np.max(image))
+        if b > a and hi > lo and min(b, hi) - max(a, lo) < 0.25 * (hi - lo):
+            kwargs["contrast_limits"] = (a, b)
+    return kwargs
+
+
 def _plane_words(sel: _Selection) -> str:
     return "" if sel.plane_index is None else " · plane " + ",".join(str(i) for i in sel.plane_index)
 
@@ -357,7 +370,12 @@ def _plane_words(sel: _Selection) -> str:
 def result_name(source: str, job: _Job, snap) -> str:
     """What made a result, in its name: λ, iterations (or where it stopped), the plane."""
     lam = f"λ={snap.preset.lam:.3g}"
-    runs = f"{job.iterations} it" if snap.done else f"stopped at {snap.iteration}/{snap.total}"
+    if not snap.done:
+        runs = f"stopped at {snap.iteration}/{snap.total}"
+    elif snap.kept and snap.planes * snap.tiles == 1:  # the stopping rule ended it: the estimate it kept
+        runs = f"{snap.kept} it (auto stop)"
+    else:
+        runs = f"{job.iterations} it"
     return f"{source} · DIP-ℓ0 {lam}, {runs}{_plane_words(job.sel)}"
 
 
@@ -637,7 +655,7 @@ class DipL0Widget(Container):
     def _l0_done(self, layer, sel, method, lam, result, t0):
         if self._closed or layer not in self.viewer.layers:
             return
-        kwargs = _layer_kwargs(layer, sel)
+        kwargs = _result_kwargs(layer, sel, result)
         kwargs["metadata"]["dip_l0"] = {"method": f"l0 {method}", "lam": lam, "preview": True,
                                         "version": __version__}
         name = f"{layer.name} · ℓ0 λ={lam:.3g} (preview)"
@@ -817,14 +835,14 @@ class DipL0Widget(Container):
             return
         kwargs = None
         if job.preview is None or job.preview not in self.viewer.layers:
-            kwargs = _layer_kwargs(job.layer, job.sel)
+            kwargs = _result_kwargs(job.layer, job.sel, tick.image)
             kwargs["metadata"]["dip_l0"] = {"preview": True}
             job.preview = self.viewer.add_image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 (live preview)",
                                                 **kwargs)
         else:
             job.preview.data = tick.image
         if tick.kind == "keep":
-            kwargs = _layer_kwargs(job.layer, job.sel)
+            kwargs = _result_kwargs(job.layer, job.sel, tick.image)
             kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
             kept = napari.layers.Image(tick.image, name=f"{job.layer.name} · DIP-ℓ0 λ={snap.preset.lam:.3g} "
                                                         f"@{snap.iteration}{_plane_words(job.sel)}", **kwargs)
@@ -849,7 +867,7 @@ class DipL0Widget(Container):
                 self.status.value = "stopped before the first estimate"
             return
         snap, image = job.final.snap, job.final.image
-        kwargs = _layer_kwargs(job.layer, job.sel)
+        kwargs = _result_kwargs(job.layer, job.sel, image)
         kwargs["metadata"]["dip_l0"] = _provenance(job, snap)
         name = result_name(job.layer.name, job, snap)
         old = self._results.get(id(job.layer))

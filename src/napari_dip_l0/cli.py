@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         auto = "from the image's noise level" if preset.lam_noise else f"the preset's, {preset.lam}"
         p.add_argument("--lam", type=_lam, default="auto",
                        help=f"ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, {auto})")
-        cap = " at most: a plane stops by itself once it starts fitting the noise" if preset.patience else ""
+        cap = ", a cap: each plane stops by itself once it starts fitting the noise" if preset.patience else ""
         p.add_argument("--iterations", type=_positive_int, default=None,
                        help=f"ADMM iterations per plane (default {preset.iterations}{cap})")
         p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
