@@ -56,6 +56,7 @@ def variants():
         "file, residual λ.005": (replace(dep, lam=0.005), True, False, [300, 600]),
         "file, non-res λ.01": (replace(nonres, lam=0.01), True, False, [300, 600, 900]),
         "file, non-res λ.003": (replace(nonres, lam=0.003), True, False, [300, 600, 900]),
+        "file, non-res λ.001": (replace(nonres, lam=0.001), True, False, [300, 600, 900]),
         "file, non-res λ.01, proj v": (replace(nonres, lam=0.01), True, True, [300, 600, 900]),
         "file, residual, proj v": (dep, True, True, [300]),
     }

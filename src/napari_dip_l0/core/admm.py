@@ -10,8 +10,9 @@ split with ``v = g_θ(x)``, scaled multiplier ``u`` and penalty ``beta``:
 4. output: exponential moving average of ``g``.
 
 With ``preset.patience`` the fit also tracks the spread of ``g`` around that
-average (its mean squared change from it over the last ``patience`` steps), and :attr:`AdmmFit.stalled` says when its minimum is ``patience``
-steps old: the point to stop (see :class:`.presets.Preset`).
+average (its mean squared change from it over the last ``patience`` steps),
+and :attr:`AdmmFit.stalled` says when its minimum is ``patience`` steps old:
+the point to stop (see :class:`.presets.Preset`).
 
 Losses are means over pixels, which rescales the whole objective and leaves
 the v-step's weight ``2 lam / beta`` unchanged. Planes, tiles, snapshots and

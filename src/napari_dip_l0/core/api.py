@@ -197,8 +197,8 @@ def dip_l0_denoise(
     Hot and dead pixels are left out of the fit and denoised like the rest
     (:func:`.layout.fill_defects`). Each plane stops by itself once the
     network starts to fit the noise (the preset's stopping rule, see
-    ``Preset.patience``), so ``iterations`` is a cap, not a count: more never
-    costs quality. It needs more iterations than :func:`dip_l0_smooth`
+    ``Preset.patience``), so ``iterations`` is a cap rather than a count.
+    It needs more iterations than :func:`dip_l0_smooth`
     (300-2000; 20-150 s per 128² plane on one CPU core). Other parameters are
     those of :func:`dip_l0_smooth`; ``None`` takes the 'denoise' preset's.
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Layout", "PlaneReader", "assemble", "robust_range", "fill_defects", "check_image", "check_data_range", "check_lam",
-    "check_positive_int", "check_seed", "check_bool", "resolve_device", "is_lazy", "n_planes",
+    "Layout", "PlaneReader", "assemble", "robust_range", "fill_defects", "check_image", "check_data_range",
+    "check_lam", "check_positive_int", "check_seed", "check_bool", "resolve_device", "is_lazy", "n_planes",
 ]
 
 
