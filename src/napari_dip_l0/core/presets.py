@@ -144,8 +144,8 @@ PRESETS: dict[str, Preset] = {
     # (128²; benchmarks/denoise_tune.py) a fixed count fits no image: λ = σ² peaked at 350-850 iterations
     # and lost 2-5 dB by 2000 on nuclei at 5 and 20 photons, while SEM at 100 photons still gained at 1500.
     # So the stopping rule (patience 200) ends each plane near its peak, 2000 is only a cap, and with the
-    # rule λ = σ²/4 beat σ² on every crop at 5 and 20 photons (+0.2 to +2.6 dB) and tied at 100; σ²/10 and
-    # σ²/20 lost at 5 photons.
+    # rule λ = σ²/4 beat σ² on 7 of 8 crop × level pairs at 5 and 20 photons (+0.2 to +2.6 dB, −0.07 on
+    # one) and tied at 100; σ²/10 and σ²/20 lost 0.6 and 1.8 dB on the mean at 5 photons (docs/tuning.md).
     "denoise": Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True,
                       patience=200),
 }
