@@ -179,14 +179,17 @@ class AdmmFit:
             self.v = v_step(g + self.u, 2.0 * p.lam / p.beta, p.l0_solver, p.rf_loops)
             self.u = self.u + g - self.v
         prev = self.estimate
-        change = torch.zeros((), device=g.device) if prev is None else torch.mean((g - prev) ** 2)
+        track = p.patience > 0 and prev is not None  # the stopping rule's input, only where it is on
+        numbers = [loss.detach(), data.detach(), coupling.detach()]
+        if track:
+            numbers.append(torch.mean((g - prev) ** 2))
         # Early outputs are poor: the decay ramps up so they are forgotten quickly.
         decay = min(p.ema, (1.0 + k) / (10.0 + k))
         self.estimate = g if prev is None else torch.add(prev * decay, g, alpha=1.0 - decay)
-        # One transfer for the four numbers (one sync on a GPU, not four).
-        *losses, change = torch.stack([loss.detach(), data.detach(), coupling.detach(), change]).tolist()
-        if p.patience > 0 and prev is not None:
-            self._changes.append(change)
+        # One transfer for all the numbers (one sync on a GPU, not three or four).
+        losses = torch.stack(numbers).tolist()
+        if track:
+            self._changes.append(losses.pop())
             # A full window: at first the output barely moves while the fit gets going.
             if len(self._changes) == p.patience:
                 self.spread = sum(self._changes) / p.patience
