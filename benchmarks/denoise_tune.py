@@ -30,6 +30,7 @@ def variants() -> dict:
     return {
         "defaults": d,
         "lam_noise 0.25": replace(d, lam_noise=0.25),
+        "patience 300": replace(d, patience=300),
         "lam_noise 0.1": replace(d, lam_noise=0.1),
         "lam_noise 0.05": replace(d, lam_noise=0.05),
         "lam_noise 2": replace(d, lam_noise=2.0),
