@@ -202,6 +202,10 @@ def test_stopping_rule_keeps_the_estimate_at_the_spread_minimum():
     # The rule only chooses: the estimate it keeps is that of an uninterrupted run of `kept` steps.
     plain = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=kept), device="cpu").run()
     np.testing.assert_array_equal(snaps[-1].image, plain)
+    # Capped before the rule would stop, the run still keeps the estimate of the spread's minimum.
+    capped = DipL0Run(frame, "denoise", preset=_stopping(iterations=kept + 10), device="cpu")
+    np.testing.assert_array_equal(capped.run(), plain)
+    assert capped.stopped_at == [kept] and capped.last.kept == kept
     # Given five times the steps it stops at the same point with the same result.
     longer = DipL0Run(frame, "denoise", preset=_stopping(iterations=3000), device="cpu")
     np.testing.assert_array_equal(longer.run(), snaps[-1].image)
@@ -220,7 +224,10 @@ def test_without_a_stopping_rule_every_iteration_runs():
 
 def test_stopping_rule_ends_each_plane_of_a_stack():
     stack = np.stack([_camera(_scene((32, 32)), 5, seed=s) for s in range(2)])
-    run = DipL0Run(stack, "denoise", preset=_stopping(), warm_start=False, device="cpu")
-    out = run.run()
-    assert out.shape == stack.shape and len(run.stopped_at) == 2
+    run = DipL0Run(stack, "denoise", preset=_stopping(), device="cpu")
+    ends = [s for s in run if s.kept is not None]
+    out = run.last.image
+    assert out.shape == stack.shape and len(run.stopped_at) == 2 and len(ends) == 2
     assert run.last.iteration == run.total
+    # The end of plane 0, looked at only now (after the warm-started plane 1 reused its fit), shows plane 0's result.
+    np.testing.assert_array_equal(ends[0].image[0], out[0])

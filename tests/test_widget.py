@@ -364,7 +364,7 @@ def test_denoise_result_shows_where_it_stopped_and_is_visible(qtbot, viewer, wid
     prov = result.metadata["dip_l0"]
     kept = prov["kept_iteration"]
     assert kept is not None and 200 <= kept < 1000 - 200  # the stopping rule ended the run
-    assert result.name == f"frame · DIP-ℓ0 λ={prov['lam']:.3g}, {kept} it (auto stop)"
+    assert result.name == f"frame · DIP-ℓ0 λ={prov['lam']:.3g}, {kept} it (stopping rule)"
     assert result.data[3, 3] < 200  # the hot pixel is gone ...
     assert tuple(layer.contrast_limits) == (frame.min(), 4095)
     # ... so the source's limits would show the result black: it gets its own range (set from the first

@@ -372,8 +372,8 @@ def result_name(source: str, job: _Job, snap) -> str:
     lam = f"λ={snap.preset.lam:.3g}"
     if not snap.done:
         runs = f"stopped at {snap.iteration}/{snap.total}"
-    elif snap.kept and snap.planes * snap.tiles == 1:  # the stopping rule ended it: the estimate it kept
-        runs = f"{snap.kept} it (auto stop)"
+    elif snap.kept and snap.planes * snap.tiles == 1:  # the iteration whose estimate the stopping rule kept
+        runs = f"{snap.kept} it (stopping rule)"
     else:
         runs = f"{job.iterations} it"
     return f"{source} · DIP-ℓ0 {lam}, {runs}{_plane_words(job.sel)}"
@@ -935,7 +935,7 @@ def _provenance(job: _Job, snap) -> dict:
         "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),
         "seconds": round(snap.seconds, 3),
         "stopped_early": not snap.done,
-        "kept_iteration": snap.kept,  # where the stopping rule ended the (last) plane, if it did
+        "kept_iteration": snap.kept,  # the iteration the stopping rule kept for the (last) plane, if any
         "version": __version__,
     }
 

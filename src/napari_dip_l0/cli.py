@@ -286,7 +286,7 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
               file=sys.stderr)
         return 130
-    # Where the stopping rule ended a single-plane, untiled run (a stack has one such point per plane).
+    # Which iteration the stopping rule kept in a single-plane, untiled run (a stack has one per plane).
     kept = f", kept iteration {last.kept} (stopping rule)" if last.kept and last.planes * last.tiles == 1 else ""
     print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g}{kept})", file=sys.stderr)
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 from .fusion import parallel_fusion
 from .jpeg import JpegConstraint, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
-from .layout import PlaneReader, check_image, check_lam, fill_defects
+from .layout import PlaneReader, check_image, check_lam
 from .presets import get_preset
 from .run import DipL0Run, choose_lam
 
@@ -72,10 +72,7 @@ def _smooth_planes(reader: PlaneReader, lam: float, method: str) -> np.ndarray:
     solve = {"parallel_fusion": parallel_fusion, "region_fusion": region_fusion, "fft": fft_l0}[method]
     out = reader.new_output()
     for p in range(len(reader)):
-        plane = reader.read(p)
-        if reader.layout.scale is not None:  # a robust scale, as in a run: defects filled as the run fills them
-            plane = fill_defects(plane)
-        reader.store(out, p, solve(plane, lam))
+        reader.store(out, p, solve(reader.read_filled(p), lam))
     return reader.assemble(out)
 
 

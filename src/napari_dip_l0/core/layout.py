@@ -268,8 +268,8 @@ def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) ->
 
     The minimum and maximum of the image after a 3×3 median filter over its
     two spatial axes, channel by channel, on at most ``max_planes`` evenly
-    spaced planes: a few hot pixels do not set the scale, while any structure
-    two or more pixels wide does. Returns the image's own minimum and maximum
+    spaced planes: a few hot pixels do not set the scale, while lines two or
+    more pixels wide and blobs of 3×3 or more do. Returns the image's own minimum and maximum
     where that would be an empty range.
 
     Examples
@@ -413,6 +413,12 @@ class PlaneReader:
     def read(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
         """Plane ``p`` (or a window of it) as float32 ``(h, w, C)`` on [0, 1]; a new array."""
         return self.layout.normalise(self.raw(p, window))
+
+    def read_filled(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
+        """:meth:`read`, with isolated hot and dead pixels filled (:func:`fill_defects`) where the robust
+        scale is in force (the image has outliers): the plane as fits and noise estimates see it."""
+        plane = self.read(p, window)
+        return fill_defects(plane) if self.layout.scale is not None else plane
 
     def new_output(self) -> np.ndarray:
         """An empty buffer ``(N, H, W, C)`` in the caller's dtype, for :meth:`store`."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import fill_defects
-
 __all__ = ["noise_sigma"]
 
 
@@ -41,7 +39,6 @@ def noise_sigma(reader, max_planes: int = 4, max_side: int = 1024) -> float:
     window = (slice(y0, y0 + max_side), slice(x0, x0 + max_side))
     picks = np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int))
     # Hot pixels filled as a run fills them: the median of 48² pixels moves with a handful of them.
-    fill = fill_defects if reader.layout.scale is not None else (lambda plane: plane)
-    sigmas = [estimate_sigma(fill(reader.read(int(p), window)), channel_axis=-1, average_sigmas=True)
+    sigmas = [estimate_sigma(reader.read_filled(int(p), window), channel_axis=-1, average_sigmas=True)
               for p in picks]
     return float(np.mean(sigmas))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .admm import AdmmFit, to_numpy
 from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
-                     check_seed, fill_defects, resolve_device)
+                     check_seed, resolve_device)
 from .noise import noise_sigma
 from .presets import Preset, get_preset
 from .tiling import Mosaic, check_memory, check_tiling, tile_grid
@@ -45,9 +45,10 @@ class Snapshot:
     preset : Preset
         The settings of the run.
     kept : int or None
-        On the last snapshot of a plane (or tile) that the preset's stopping
-        rule ended (see ``Preset.patience``): the iteration whose estimate it
-        keeps. ``None`` otherwise.
+        On the last snapshot of a plane (or tile) under the preset's stopping
+        rule (see ``Preset.patience``): the iteration whose estimate the rule
+        kept, whether it ended the plane early or the plane reached its
+        iterations. ``None`` otherwise.
     image : ndarray
         The whole image at this snapshot in the input's dtype, range and
         shape: finished planes final, the current one at this estimate, later
@@ -163,8 +164,8 @@ class DipL0Run:
         The newest snapshot: its ``image`` is the estimate so far.
     stopped_at : list of int or None
         For each plane (and tile) finished so far, in order: the iteration
-        whose estimate the stopping rule kept, or ``None`` where the plane
-        ran all its iterations.
+        whose estimate the stopping rule kept (see :attr:`Snapshot.kept`),
+        or ``None`` where no rule chose one.
 
     Examples
     --------
@@ -285,9 +286,7 @@ class DipL0Run:
         inputs: dict = {}
         done = 0
         for p in range(n):
-            plane = reader.read(p)
-            if layout.scale is not None:  # a robust scale: the image has outliers
-                plane = fill_defects(plane)
+            plane = reader.read_filled(p)
             mosaic = Mosaic(plane, self.windows, self.tile_overlap)
             for t, window in enumerate(self.windows):
                 tile = plane[window]
@@ -302,16 +301,16 @@ class DipL0Run:
                 for k in range(1, its + 1):
                     losses = fit.step()
                     # The stopping rule ends the tile early: its last snapshot counts the iterations it skips.
-                    last = k == its or fit.stalled
-                    shown = fit.best if last and fit.best is not None else fit.estimate
-                    render = self._renderer(out, p, mosaic, t, lambda e=shown, f=fit: to_numpy(f.consistent(e)))
-                    kept = fit.best_iteration if last and fit.stalled else None
-                    if last:
+                    if k == its or fit.stalled:
+                        result = fit.output()
+                        kept = fit.best_iteration if fit.best is not None else None
                         self.stopped_at.append(kept)
-                    yield snapshot(done + (its if last else k), p, t, losses, render, kept)
-                    if last:
+                        render = self._renderer(out, p, mosaic, t, lambda r=result: to_numpy(r))
+                        yield snapshot(done + its, p, t, losses, render, kept)
                         break
-                mosaic.add(t, to_numpy(fit.output()))
+                    render = self._renderer(out, p, mosaic, t, lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
+                    yield snapshot(done + k, p, t, losses, render)
+                mosaic.add(t, to_numpy(result))
                 done += its
             reader.store(out, p, mosaic.result())
 
