@@ -105,7 +105,10 @@ def test_hot_pixels_neither_disturb_the_fit_nor_survive_it():
     b = dip_l0_denoise(hot, iterations=150, device="cpu").astype(float)
     keep = ~where
     score = [psnr(truth[keep], x[keep], data_range=40) for x in (a, b)]
-    assert score[1] > score[0] - 0.5, score  # the neighbours of hot pixels are as good as without them
+    # The neighbours of hot pixels are about as good as without them. At 150 iterations a fit is not settled:
+    # over seeds 0-4 the two scores differed by -2.2 to +0.7 dB, while without the fill the frame with hot
+    # pixels lost 7.5-8.8 dB (seeds 0-2).
+    assert score[1] > score[0] - 3, score
     assert np.abs(b[where] - truth[where]).max() < 20  # and the hot pixels themselves are denoised
 
 

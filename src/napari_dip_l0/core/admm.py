@@ -75,7 +75,7 @@ class AdmmFit:
     inputs : dict, optional
         Cache of network inputs by padded shape: the input depends only on
         the seed and the shape, so tiles of one run share one (and the
-        buffers of the perturbed input, which a step uses only while it runs).
+        buffer of the perturbed input, which a step uses only while it runs).
     constraint : callable, optional
         A projection onto the images the data allows (for a JPEG file,
         :meth:`.jpeg.JpegConstraint.project`). With it the data term is the
@@ -162,9 +162,11 @@ class AdmmFit:
         """
         p, h, w = self.preset, self.shape[0], self.shape[1]
         k = self.iteration = self.iteration + 1
-        noise, inp = self._buffers()
-        # In place: the same numbers as z + std·randn, without two fresh 32-channel tensors a step.
-        inp = torch.add(self.z, noise.normal_(0.0, p.noise_std, generator=self.gen), out=inp)
+        inp = self._buffer()
+        # Drawn in the buffer's own memory order (channels last), then shifted by z in place: one pass each,
+        # where drawing in NCHW order and adding across layouts took a third more time at 512².
+        inp.permute(0, 2, 3, 1).normal_(0.0, p.noise_std, generator=self.gen)
+        inp.add_(self.z)
         out = self.base + self.net(inp)[:, :, :h, :w]
         # With a constraint set the data term is the distance to the set: inside it, the priors decide.
         target = self.f if self.constraint is None else self.constraint(out.detach())
@@ -197,14 +199,13 @@ class AdmmFit:
                     self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
         return dict(zip(("loss", "data", "coupling"), losses))
 
-    def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Buffers of the input noise (drawn in the default layout: the same numbers as ``randn``) and of
-        the perturbed input, shared with the fits of the same run (one pair, of the latest shape)."""
-        pair = self.inputs.get("buffers")
-        if pair is None or pair[1].shape != self.z.shape:
-            pair = self.inputs["buffers"] = (torch.empty(self.z.shape, device=self.device),
-                                             torch.empty_like(self.z))
-        return pair
+    def _buffer(self) -> torch.Tensor:
+        """The buffer of the perturbed input, shared with the fits of the same run (one, of the latest
+        shape): a step uses it only while it runs."""
+        buf = self.inputs.get("buffer")
+        if buf is None or buf.shape != self.z.shape:
+            buf = self.inputs["buffer"] = torch.empty_like(self.z)
+        return buf
 
     def output(self) -> torch.Tensor:
         """The result of the fit so far as the run reports it: the estimate, or with a stopping rule the
