@@ -16,7 +16,7 @@ other crops than any reported). Rows:
   TV + file             the TV result projected onto the file's quantisation set
   BM3D                  bm3d.bm3d_rgb (when the bm3d package is installed)
   DIP-ℓ0, pixels        today's 'deblock' preset on the decoded pixels
-  DIP-ℓ0, file          the same preset with the file: dip_l0_deblock(path)
+  DIP-ℓ0, file          the same preset with the file: dip_l0_deblock(path) (λ from the file)
 
 Results are kept per (method, quality, picture) in OUT/jpeg_quality_TAG.json,
 so runs resume and can be split across processes (--tag, --images,

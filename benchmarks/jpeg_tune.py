@@ -1,95 +1,123 @@
-"""Settings sweep for file-aware JPEG deblocking, on tuning images kept apart from benchmarks/jpeg_quality.py.
+"""λ and box for deblocking from a JPEG file, quality by quality, on jpeg_quality.py's tuning pictures (not a test).
 
-    python benchmarks/jpeg_tune.py [--quality 10] [--size 128]
+    python benchmarks/jpeg_tune.py [--qualities 5 10 20 30 50] [--lams ...] [--boxes ...] [--size 64] [--tag NAME]
+    python benchmarks/jpeg_tune.py --table
 
-Not a test; its output is summarised in README.md (JPEG files). Tuning images:
-chelsea and rocket (scikit-image), and a crop of immunohistochemistry() that
-the benchmark does not use.
+Every run is ``dip_l0_deblock(path, lam=λ)``: the 'deblock' preset on the
+file's pixels, its estimates projected onto the middle ``jpeg_box`` fraction of
+each quantisation interval of the file. The pictures are jpeg_quality.py's
+tuning crops (chelsea, coffee, rocket), never its reported ones. Each cell is
+the mean PSNR gain over the decoded input (dB). First table: fixed λ at the
+preset's box, then the best λ, the file's luma DC quantisation step (what the
+quality factor sets) and the preset's own choice (λ 'auto', its ``lam_jpeg``).
+Second table: λ 'auto' with other boxes, and the worst picture's gain. Results resume from OUT/jpeg_tune_TAG.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from skimage import data
-from skimage.metrics import peak_signal_noise_ratio
 
+import jpeg_quality as jq
 from napari_dip_l0 import DipL0Run
-from napari_dip_l0.core import admm
-from napari_dip_l0.core import run as run_mod
+from napari_dip_l0.core.jpeg import read_jpeg_constraint
 from napari_dip_l0.core.presets import get_preset
 
-
-def tuning_images(size: int):
-    ihc = data.immunohistochemistry()  # 512² RGB; the benchmark uses its top-left quarter
-    return {"chelsea": data.chelsea()[50 : 50 + size, 150 : 150 + size],
-            "rocket": data.rocket()[100 : 100 + size, 200 : 200 + size],
-            "ihc-br": ihc[-size:, -size:]}
+LAMS = [0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16]
+BOXES = [1.0, 0.75, 0.25]
 
 
-class ProjectedV(admm.AdmmFit):
-    """The v-step's result projected onto the file's set too."""
-
-    def step(self):
-        k0 = self.iteration
-        out = super().step()
-        if self.constraint is not None and (k0 + 1) % self.preset.v_every == 0:
-            self.u = self.u + self.v  # undo the u-step, redo it with the projected v
-            self.v = self.constraint(self.v)
-            self.u = self.u - self.v
-        return out
+def tuning_pictures() -> dict[str, np.ndarray]:
+    return {name: truth for name, (truth, reported) in jq.pictures().items() if not reported}
 
 
-def variants():
-    dep = get_preset("deblock")
-    nonres = replace(dep, residual=False)
-    return {
-        "pixels, preset": (dep, False, False, [300]),
-        "file, preset": (dep, True, False, [300]),
-        "file, residual λ.005": (replace(dep, lam=0.005), True, False, [300, 600]),
-        "file, non-res λ.01": (replace(nonres, lam=0.01), True, False, [300, 600, 900]),
-        "file, non-res λ.003": (replace(nonres, lam=0.003), True, False, [300, 600, 900]),
-        "file, non-res λ.001": (replace(nonres, lam=0.001), True, False, [300, 600, 900]),
-        "file, non-res λ.01, proj v": (replace(nonres, lam=0.01), True, True, [300, 600, 900]),
-        "file, residual, proj v": (dep, True, True, [300]),
-    }
+def sweep(args) -> None:
+    torch.set_num_threads(1)
+    store = jq.Store(args.out / f"jpeg_tune_{args.tag}.json")
+    tmp = Path(tempfile.mkdtemp())
+    for q in args.qualities:
+        for name, truth in tuning_pictures().items():
+            path, decoded = jq.encode(tmp, name, truth, q)
+            store.put("input", q, name, {"psnr": jq.psnr(truth, decoded),
+                                         "dc_step": float(read_jpeg_constraint(path).tables[0][0, 0])})
+            shipped = get_preset("deblock")
+            runs = [(str(lam), lam, shipped) for lam in [*args.lams, "auto"]]
+            runs += [(f"auto, box {b:g}", "auto", replace(shipped, jpeg_box=b)) for b in args.boxes]
+            for key, lam, preset in runs:
+                if store.get(key, q, name):
+                    continue
+                # What dip_l0_deblock(path, lam=lam) runs, with the preset's box replaced.
+                out = DipL0Run(decoded, preset=preset, lam=lam, channel_axis=-1, device="cpu", jpeg=path).run()
+                store.put(key, q, name, {"psnr": jq.psnr(truth, out)})
+                print(f"q{q:<3} {key:<12} {name:<8} {jq.psnr(truth, out):.2f} dB", flush=True)
+
+
+def table(out: Path) -> str:
+    rows = {}
+    for f in sorted(out.glob("jpeg_tune_*.json")):
+        rows.update(json.loads(f.read_text()))
+    names = list(tuning_pictures())
+    qs = sorted({int(k.split("|")[1]) for k in rows})
+    lams = sorted({float(k.split("|")[0]) for k in rows if k.split("|")[0][0].isdigit()})
+    boxes = sorted({k.split("|")[0] for k in rows if k.startswith("auto, box")}, reverse=True)
+    box = get_preset("deblock").jpeg_box
+
+    def gain(lam, q, worst=False):
+        vals = [rows.get(f"{lam}|{q}|{n}") for n in names]
+        if any(v is None for v in vals):
+            return None
+        gains = [v["psnr"] - rows[f"input|{q}|{n}"]["psnr"] for v, n in zip(vals, names)]
+        return float(min(gains) if worst else np.mean(gains))
+
+    def cell(g):
+        return "—" if g is None else f"{g:+.2f}"
+
+    lines = [f"Mean PSNR gain over the decoded input (dB), {len(names)} tuning pictures of {jq.SIZE}² "
+             f"({', '.join(names)}), `dip_l0_deblock(path, lam=λ)` (box {box:g}):", "",
+             "| quality | " + " | ".join(f"λ {lam:g}" for lam in lams)
+             + f" | best λ | luma DC step | auto (λ {get_preset('deblock').lam_jpeg:g}) |",
+             "|---|" + "---|" * (len(lams) + 3)]
+    for q in qs:
+        gains = [gain(lam, q) for lam in lams]
+        known = [(g, lam) for g, lam in zip(gains, lams) if g is not None]
+        step = rows[f"input|{q}|{names[0]}"]["dc_step"]
+        best = max(known)[1] if known else None
+        auto = gain("auto", q)
+        lines.append(f"| {q} | " + " | ".join("—" if g is None else f"{g:+.2f}" for g in gains)
+                     + f" | {best if best is not None else '—'} | {step:g} | "
+                     + ("—" if auto is None else f"{auto:+.2f}") + " |")
+    lines += ["", f"λ 'auto' with the estimates projected onto the middle fraction (box) of each interval: mean gain "
+                  f"(dB), and in brackets the worst picture's:", "",
+              "| quality | " + " | ".join(b.replace("auto, ", "") for b in boxes) + f" | box {box:g} (preset) |",
+              "|---|" + "---|" * (len(boxes) + 1)]
+    for q in qs:
+        lines.append(f"| {q} | " + " | ".join(f"{cell(gain(b, q))} ({cell(gain(b, q, True))})" for b in boxes)
+                     + f" | {cell(gain('auto', q))} ({cell(gain('auto', q, True))}) |")
+    return "\n".join(lines)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quality", type=int, nargs="+", default=[10])
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--only", nargs="*", default=None)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--qualities", type=int, nargs="+", default=jq.QUALITIES)
+    ap.add_argument("--lams", type=float, nargs="*", default=LAMS)
+    ap.add_argument("--boxes", type=float, nargs="*", default=BOXES, help="other boxes to run with λ 'auto'")
+    ap.add_argument("--size", type=int, default=64, help="side of the crops (default 64)")
+    ap.add_argument("--tag", default="main", help="name of this process's results file")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--table", action="store_true", help="only print the table of the results so far")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    tmp = Path(tempfile.mkdtemp())
-    for q in args.quality:
-        for name, (preset, use_file, proj_v, checks) in variants().items():
-            if args.only and name not in args.only:
-                continue
-            run_mod.AdmmFit = ProjectedV if proj_v else admm.AdmmFit
-            scores, secs = {c: [] for c in checks}, []
-            for img_name, truth in tuning_images(args.size).items():
-                path = tmp / f"{img_name}_q{q}.jpg"
-                Image.fromarray(truth).save(path, quality=q)
-                decoded = np.asarray(Image.open(path).convert("RGB"))
-                base = peak_signal_noise_ratio(truth, decoded)
-                t0 = time.perf_counter()
-                r = DipL0Run(decoded, preset=preset, iterations=max(checks), channel_axis=-1, device="cpu",
-                             jpeg=path if use_file else None)
-                for snap in r:
-                    if snap.iteration in checks and snap.losses:
-                        scores[snap.iteration].append(peak_signal_noise_ratio(truth, snap.image) - base)
-                secs.append(time.perf_counter() - t0)
-            text = "  ".join(f"@{c}: {np.mean(v):+.2f} ({' '.join(f'{x:+.2f}' for x in v)})" for c, v in scores.items())
-            print(f"q{q} {name:<28} {text}  {np.mean(secs):.0f} s", flush=True)
+    jq.SIZE = args.size
+    args.out = args.out / f"jpeg_{args.size}px"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        sweep(args)
+    print(table(args.out))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 Sets, built from pictures bundled with scikit-image (nothing is downloaded):
   smooth   piecewise-planar structure images (the ground truth, see napari_dip_l0.data)
            blended with a real texture, as the NKS set does;
-  deblock  the same structure images saved as JPEG quality 10.
+  deblock  the same structure images saved as JPEG quality 10 (the files are kept, so
+           one row deblocks from the file: its quantisation tables bound the result).
 Protocol: every method gets one parameter for the whole set, the best mean PSNR
 over its grid on the tuning half (which holds the images the presets were tuned
 on); the table reports the other half. DIP-ℓ0 rows use the presets the API ships.
@@ -18,7 +19,9 @@ to docs/.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,11 +52,48 @@ def ssim(truth, image):
     return structural_similarity(truth, image, data_range=1.0, channel_axis=-1)
 
 
+# The JPEG file each deblocking input was decoded from, by the input's bytes (methods see only the input).
+JPEG_FILES: dict[bytes, Path] = {}
+
+
+def _key(observed: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(observed).tobytes()).digest()
+
+
+def _jpeg_file(photo: str, truth: np.ndarray) -> np.ndarray:
+    """jpeg_compress(truth, 10), with the file kept in JPEG_FILES."""
+    import imageio.v3 as iio
+
+    folder = Path(tempfile.gettempdir()) / "dip_l0_quality"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{photo}_{truth.shape[0]}_q10.jpg"
+    iio.imwrite(path, np.round(np.clip(truth, 0, 1) * 255).astype(np.uint8), quality=10)
+    observed = iio.imread(path).astype(np.float64) / 255.0
+    assert np.array_equal(observed, jpeg_compress(truth, 10))  # the same encoder as the in-memory round trip
+    JPEG_FILES[_key(observed)] = path
+    return observed
+
+
+def from_file(preset):
+    """DIP-ℓ0 as ``dip_l0_deblock(path)`` runs it: the file's pixels and quantisation tables, λ 'auto'."""
+
+    def run(observed, params):
+        import imageio.v3 as iio
+
+        path = JPEG_FILES[_key(observed)]
+        t0 = time.perf_counter()
+        out = DipL0Run(iio.imread(path), preset=preset, iterations=params[0], channel_axis=-1, device="cpu",
+                       jpeg=path).run()
+        return [(out / 255.0, time.perf_counter() - t0)]
+
+    return run
+
+
 def build_set(kind: str, size: int, quick: bool):
     pairs = []
     for photo, texture, seed in QUICK_IMAGES if quick else IMAGES:
         truth = structure_image(photo, size, rgb=True)
-        observed = textured_image(truth, texture, seed=seed) if kind == "smooth" else jpeg_compress(truth, 10)
+        observed = textured_image(truth, texture, seed=seed) if kind == "smooth" else _jpeg_file(photo, truth)
         pairs.append((f"{photo}+{texture}" if kind == "smooth" else photo, observed, truth))
     half = len(pairs) // 2
     return pairs[:half], pairs[half:]
@@ -130,6 +170,8 @@ def methods(kind: str, quick: bool) -> dict:
     found["DIP-ℓ0, Region Fusion v-step (preset)"] = dip_runs(shipped, [shipped.iterations], solver="region_fusion")
     found["DIP-ℓ0, parallel Region Fusion v-step (preset)"] = dip_runs(shipped, [shipped.iterations],
                                                                       solver="parallel_fusion")
+    if kind == "deblock":
+        found["DIP-ℓ0 from the JPEG file (preset, λ auto)"] = (from_file(shipped), [shipped.iterations])
     return found
 
 
@@ -146,8 +188,9 @@ def evaluate(kind: str, size: int, quick: bool, only: list[str] | None = None):
         if only and name not in only:
             continue
         scores = np.zeros(len(grid))
-        for _, observed, truth in tune:
-            scores += [psnr(truth, img) for img, _ in run(observed, grid)]
+        if len(grid) > 1:  # one setting: nothing to choose, so the tuning half is not run
+            for _, observed, truth in tune:
+                scores += [psnr(truth, img) for img, _ in run(observed, grid)]
         best = int(np.argmax(scores))
         results = [(truth, *run(observed, [grid[best]])[0]) for _, observed, truth in report]
         rows.append({

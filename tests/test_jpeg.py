@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skimage import data
 
 from napari_dip_l0 import DipL0Run
@@ -69,8 +71,11 @@ def test_run_with_the_file_is_consistent_with_it(tmp_path):
     assert run.tile_size >= 64
     result = run.run()
     assert result.dtype == np.uint8 and result.shape == decoded.shape
-    # Re-encoding the estimate finds every coefficient inside its interval (up to rounding to 8 bits).
+    # Re-encoding the estimate finds every coefficient inside its interval (up to rounding to 8 bits), and
+    # inside the narrower box the preset projects onto.
     assert read_jpeg_constraint(path).violation(_tensor(result)).max() < 0.06
+    assert read_jpeg_constraint(path).violation(_tensor(result), box=run.preset.jpeg_box).max() < 0.06
+    assert run.preset.jpeg_box < 1
 
 
 def test_run_refuses_an_image_that_is_not_the_files(tmp_path):
@@ -158,3 +163,62 @@ def test_api_refuses_bad_jpeg_arguments_before_work(tmp_path):
     with pytest.raises(ValueError, match="colour space"):
         dip_l0_deblock(cmyk)
     assert dip_l0_deblock(cmyk, jpeg=False, iterations=2, device="cpu").shape == (32, 32, 3)
+
+
+# ----- what the file adds: the projection, and λ from the tables --------------------------------------------
+@pytest.fixture(scope="module")
+def grey_file(tmp_path_factory):
+    path = _save(tmp_path_factory.mktemp("grey"), data.camera()[200:232, 240:288], "grey.jpg")
+    return read_jpeg_constraint(path), data.camera()[200:232, 240:288]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), spread=st.floats(0.0, 0.5))
+def test_projection_never_moves_two_images_apart(grey_file, seed, spread):
+    # Block DCT, clip to the box and clip to [0, 1] are projections onto convex sets in an orthonormal
+    # basis (greyscale, whole blocks): their composition is non-expansive. With the true image as one
+    # of the two, the projected estimate is no further from the truth than the estimate was.
+    qcs, truth = grey_file
+    rng = np.random.default_rng(seed)
+    x = _tensor(truth) if seed % 2 else torch.from_numpy(rng.random((1, 1, 32, 48)))
+    y = (x + spread * torch.from_numpy(rng.standard_normal(x.shape))).clamp(0, 1)
+    # A fixed number of rounds (tol=0): the stopping test would make the map depend on its input.
+    moved = qcs.project(y, rounds=4, tol=0) - qcs.project(x, rounds=4, tol=0)
+    assert torch.linalg.norm(moved) <= torch.linalg.norm(y - x) * (1 + 1e-9) + 1e-12
+
+
+def test_projection_leaves_the_true_image_where_it_is(grey_file):
+    qcs, truth = grey_file
+    # Within a tenth of a grey level: the encoder's integer DCT puts a few coefficients just outside.
+    assert float((qcs.project(_tensor(truth)) - _tensor(truth)).abs().max()) * 255 < 0.1
+
+
+def test_auto_lam_with_the_file_and_without(tmp_path):
+    from napari_dip_l0.core.presets import PRESETS
+
+    shipped = PRESETS["deblock"]
+    path = _save(tmp_path, data.astronaut()[100:148, 120:184], "q10.jpg")
+    decoded = np.asarray(Image.open(path).convert("RGB"))
+    assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path).preset.lam == shipped.lam_jpeg
+    assert DipL0Run(decoded, "deblock", channel_axis=-1).preset.lam == shipped.lam  # pixels alone
+    assert shipped.lam_jpeg != shipped.lam
+    assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path, lam=0.03).preset.lam == 0.03
+    # Other modes keep their own rule with a file too (smoothing a JPEG's pixels within its set).
+    assert DipL0Run(decoded, "smooth", channel_axis=-1, jpeg=path).preset.lam == PRESETS["smooth"].lam
+
+
+def test_box_narrows_the_set_and_is_checked(grey_file):
+    from napari_dip_l0.core.presets import get_preset
+
+    qcs, truth = grey_file
+    rough = _tensor(truth) + 0.2 * torch.from_numpy(np.random.default_rng(1).standard_normal((1, 1, 32, 48)))
+    half = qcs.project(rough.clamp(0, 1), box=0.5)
+    assert qcs.violation(half, box=0.5).max() < 1e-3
+    # The whole set is closer to the rough estimate than its middle half is.
+    whole = qcs.project(rough.clamp(0, 1))
+    assert torch.linalg.norm(whole - rough) < torch.linalg.norm(half - rough)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="box"):
+            qcs.project(half, box=bad)
+    with pytest.raises(ValueError, match="jpeg_box"):
+        get_preset("deblock", jpeg_box=2.0)

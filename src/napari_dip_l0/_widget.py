@@ -404,8 +404,9 @@ class DipL0Widget(Container):
                                      "artefacts. Changing it loads the mode's λ and iterations.")
         self.lam_auto = CheckBox(text="automatic λ", value=True,
                                  tooltip="Let the mode choose λ: camera-noise denoising measures the image's "
-                                         "noise level and sets λ from it; the other modes use their tuned λ. "
-                                         "The λ used is in the result's name.")
+                                         "noise level and sets λ from it; JPEG deblocking of a layer opened from "
+                                         "a JPEG file takes a stronger λ, since the file's tables bound the "
+                                         "result; otherwise the mode's tuned λ. The λ used is in the result's name.")
         self.lam = FloatSpinBox(label="λ (strength)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
                                 tooltip="Smoothing strength: weight of the ℓ0 gradient term, on the image's "
                                         "intensities scaled to 0–1 (no unit; typical 0.005–0.1). Larger: fewer, "

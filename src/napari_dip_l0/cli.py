@@ -133,7 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         preset = PRESETS[mode]
         p = sub.add_parser(mode, help=f"DIP-ℓ0 {text}", description=f"DIP-ℓ0 {text}.")
         io_args(p)
-        auto = "from the image's noise level" if preset.lam_noise else f"the preset's, {preset.lam}"
+        auto = ("from the image's noise level" if preset.lam_noise else
+                f"{preset.lam_jpeg} with the JPEG file's tables, {preset.lam} for pixels alone" if preset.lam_jpeg
+                else f"the preset's, {preset.lam}")
         p.add_argument("--lam", type=_lam, default="auto",
                        help=f"ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, {auto})")
         cap = ", a cap: each plane stops by itself once it starts fitting the noise" if preset.patience else ""

@@ -78,9 +78,12 @@ class AdmmFit:
         buffer of the perturbed input, which a step uses only while it runs).
     constraint : callable, optional
         A projection onto the images the data allows (for a JPEG file,
-        :meth:`.jpeg.JpegConstraint.project`). With it the data term is the
-        distance to that set instead of to the plane, and the warm start,
-        ``v`` and the output are projected onto it.
+        :meth:`.jpeg.JpegConstraint.project`). The fit itself is unchanged
+        (data term to the plane); what it gives out (the warm start it
+        returns, :meth:`output`, :meth:`consistent` estimates) is projected.
+        On the JPEG tuning pictures this beat fitting to the set (data term
+        the distance to it, ``v`` projected too), which left the ℓ0 prior
+        free to flatten everything inside the quantisation intervals.
 
     Examples
     --------
@@ -141,18 +144,19 @@ class AdmmFit:
         The warm start ``w0`` is the FFT ℓ0 solution of the plane (smooth ramps
         survive it, unlike Region Fusion's staircases): ``v`` starts there and,
         with ``preset.residual``, the network fits a correction, ``g = w0 + net(x)``.
+        The warm start returned is projected onto the constraint set, if any.
         """
         if plane.shape != self.shape:
             raise ValueError(f"this fit takes planes of shape {self.shape}, got {plane.shape}")
         p = self.preset
         self.f = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))[None].to(self.device)
-        w0 = self.consistent(v_step(self.f, p.lam, "fft"))
+        w0 = v_step(self.f, p.lam, "fft")
         self.v = w0.clone()
         self.base = w0 if p.residual else 0.0
         self.iteration = 0
         self.estimate = None
         self._reset_spread()
-        return to_numpy(w0.clamp(0, 1))
+        return to_numpy(self.consistent(w0).clamp(0, 1))
 
     def step(self) -> dict[str, float]:
         """One ADMM iteration; returns the losses and updates :attr:`estimate`.
@@ -168,9 +172,7 @@ class AdmmFit:
         inp.permute(0, 2, 3, 1).normal_(0.0, p.noise_std, generator=self.gen)
         inp.add_(self.z)
         out = self.base + self.net(inp)[:, :, :h, :w]
-        # With a constraint set the data term is the distance to the set: inside it, the priors decide.
-        target = self.f if self.constraint is None else self.constraint(out.detach())
-        data = torch.mean((out - target) ** 2)
+        data = torch.mean((out - self.f) ** 2)
         coupling = torch.mean((out - self.v + self.u) ** 2)
         loss = data + 0.5 * p.beta * coupling
         self.opt.zero_grad(set_to_none=True)

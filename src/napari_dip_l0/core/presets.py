@@ -59,6 +59,17 @@ class Preset:
         σ the noise level the data shows (:func:`.noise.noise_sigma`, on the
         same [0, 1] scale), so the ℓ0 term merges what differs by noise and
         keeps what differs by more; ``lam`` is then only the fallback.
+    lam_jpeg : float
+        With ``lam='auto'``, ``lam_jpeg > 0`` and a JPEG file to deblock, λ is
+        ``lam_jpeg`` (``lam`` is then the λ for pixels alone). The file's
+        quality needs no λ of its own: the box (``jpeg_box``) scales with
+        the quantisation step, so the higher the quality, the less an
+        estimate may move.
+    jpeg_box : float
+        With a JPEG file, estimates are projected onto the middle
+        ``jpeg_box`` fraction of each coefficient's quantisation interval
+        (:meth:`.jpeg.JpegConstraint.project`): 1 is every image the file
+        allows, 0 the decoded image.
     robust : bool
         Map the image's robust range (:func:`.layout.robust_range`: hot and
         dead pixels left out) to [0, 1] instead of its minimum and maximum.
@@ -101,6 +112,8 @@ class Preset:
     rf_loops: int = 50
     residual: bool = False
     lam_noise: float = 0.0
+    lam_jpeg: float = 0.0
+    jpeg_box: float = 1.0
     robust: bool = False
     patience: int = 0
     warm_fraction: float = 1.0 / 3.0
@@ -127,7 +140,7 @@ class Preset:
         for name in ("beta", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("ema", "warm_fraction"):
+        for name in ("ema", "warm_fraction", "jpeg_box"):
             if not getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be at most 1, got {getattr(self, name)}")
 
@@ -137,7 +150,10 @@ PRESETS: dict[str, Preset] = {
     # iteration-0 preview. 120 iterations: the best mean PSNR of the 256² sweep
     # (docs/tuning.md), and a 512² RGB run within a minute on 2 cores.
     "smooth": Preset(lam=0.03, iterations=120, width=16, residual=True),
-    "deblock": Preset(lam=0.02, iterations=300, residual=True),
+    # From a JPEG file (benchmarks/jpeg_tune.py, docs/tuning.md; 3 tuning pictures × qualities 5-50): the
+    # middle half of each quantisation interval beat the whole one at every quality, and inside it λ 0.04
+    # was the best fixed λ from quality 10 to 50 (0.16 at 5, by 0.19 dB). Without a file λ stays 0.02.
+    "deblock": Preset(lam=0.02, lam_jpeg=0.04, jpeg_box=0.5, iterations=300, residual=True),
     # Camera noise (fluorescence, photon-limited data): the network fits the image itself, not a correction
     # of the ℓ0 solution (on noisy data that is a mosaic of noise-driven regions), λ follows the noise level
     # and hot pixels neither set the scale nor enter the fit. On the tuning crops of benchmarks/microscopy.py

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -103,8 +103,8 @@ class DipL0Run:
         Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
         data's own range). 'auto' (or ``None``) lets the preset choose: the
         'denoise' preset sets it from the noise level the image shows
-        (``lam_noise * σ²``, see :attr:`noise`), the others use their tuned
-        value.
+        (``lam_noise * σ²``, see :attr:`noise`), 'deblock' with a JPEG file
+        takes ``lam_jpeg``, the others use their tuned value.
     iterations : int, optional
         ADMM iterations per plane (per tile). ``None`` takes the preset's.
     l0_solver : {'parallel_fusion', 'region_fusion', 'fft'}, optional
@@ -144,8 +144,10 @@ class DipL0Run:
     jpeg : str, path or JpegConstraint, optional
         The JPEG file ``image`` was decoded from. Its quantised coefficients
         and tables bound where the true image can lie (see :mod:`.jpeg`):
-        the fit is then pulled towards that set instead of towards the
-        decoded pixels, and every estimate is projected onto it. ``image``
+        the fit is to the decoded pixels as without the file, and every
+        estimate it gives (preview, snapshots, result) is projected onto that
+        set (its middle ``preset.jpeg_box`` fraction); with ``lam='auto'`` λ
+        is ``preset.lam_jpeg``. ``image``
         must be the file's pixels (H, W, 3 with ``channel_axis=-1``, or
         H, W for greyscale); the intensity scale is then 0-255 and the image
         is not tiled.
@@ -238,7 +240,7 @@ class DipL0Run:
         self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust)
         self.noise = None
         if auto:
-            self.preset, self.noise = choose_lam(self.preset, self.reader)
+            self.preset, self.noise = choose_lam(self.preset, self.reader, self.jpeg)
         h, w, _ = self.reader.layout.plane_shape
         self.windows = tile_grid(h, w, self.tile_size, self.tile_overlap)
         # Warm-started tiles (all but the first plane's) need fewer iterations.
@@ -292,7 +294,7 @@ class DipL0Run:
                 tile = plane[window]
                 fit = fits[t] if self.warm_start else None
                 if fit is None:
-                    constraint = None if self.jpeg is None else self.jpeg.project
+                    constraint = None if self.jpeg is None else partial(self.jpeg.project, box=preset.jpeg_box)
                     fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs,
                                             constraint=constraint)
                 preview = fit.start(tile)
@@ -329,12 +331,16 @@ class DipL0Run:
         return render
 
 
-def choose_lam(preset: Preset, reader: PlaneReader) -> tuple[Preset, float | None]:
+def choose_lam(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[Preset, float | None]:
     """``preset`` with λ as 'auto' sets it for the planes ``reader`` gives, and the noise level it measured.
 
-    A preset with ``lam_noise > 0`` gets ``λ = lam_noise * σ²`` (σ from
-    :func:`.noise.noise_sigma`); others keep their λ, and the noise is ``None``.
+    With a JPEG file (``jpeg``, a :class:`.jpeg.JpegConstraint`) and
+    ``lam_jpeg > 0``, λ is ``lam_jpeg``. Otherwise a preset with ``lam_noise > 0`` gets
+    ``λ = lam_noise * σ²`` (σ from :func:`.noise.noise_sigma`); others keep
+    their λ, and the noise is ``None``.
     """
+    if jpeg is not None and preset.lam_jpeg > 0:
+        return replace(preset, lam=preset.lam_jpeg), None
     if preset.lam_noise <= 0 or reader.layout.constant:
         return preset, None
     sigma = noise_sigma(reader)
