@@ -215,6 +215,22 @@ def test_stopping_rule_keeps_the_estimate_at_the_spread_minimum():
     assert longer.stopped_at == [kept]
 
 
+def test_a_new_minimum_must_be_lower_by_min_improvement():
+    frame = _camera(_scene((32, 32)), 5)
+    kept = {}
+    for m in (0.0, 0.03, 0.99):
+        run = DipL0Run(frame, "denoise", preset=replace(_stopping(), min_improvement=m), device="cpu")
+        run.run()
+        kept[m] = run.stopped_at[0]
+    # The first full window (25 changes, from step 2 on) sets the minimum; nothing falls 99% below it.
+    assert kept[0.99] == 26
+    # A larger margin counts fewer minima, so it never keeps a later one.
+    assert kept[0.99] <= kept[0.03] <= kept[0.0]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="min_improvement"):
+            replace(_stopping(), min_improvement=bad)
+
+
 def test_without_a_stopping_rule_every_iteration_runs():
     frame = _camera(_scene((32, 32)), 5)
     run = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=40), device="cpu")

@@ -197,7 +197,7 @@ class AdmmFit:
             # A full window: at first the output barely moves while the fit gets going.
             if len(self._changes) == p.patience:
                 self.spread = sum(self._changes) / p.patience
-                if self.spread < self._best_spread:
+                if self.spread < (1.0 - p.min_improvement) * self._best_spread:
                     self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
         return dict(zip(("loss", "data", "coupling"), losses))
 

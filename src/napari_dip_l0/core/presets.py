@@ -83,6 +83,12 @@ class Preset:
         ``patience`` steps after the last new minimum, and its result is the
         estimate at that minimum; ``iterations`` is then only a cap. 0: no
         stopping rule.
+    min_improvement : float
+        The fraction by which the spread must fall below its minimum so far
+        to count as a new minimum (like ``min_delta`` of Keras'
+        ``EarlyStopping``, relative). A spread that creeps down more slowly
+        than this over ``patience`` steps is the network slowly fitting the
+        noise, and ends the plane.
     warm_fraction : float
         Iterations of a warm-started plane of a stack (one that starts from
         the previous plane's network and dual), as a fraction of
@@ -116,6 +122,7 @@ class Preset:
     jpeg_box: float = 1.0
     robust: bool = False
     patience: int = 0
+    min_improvement: float = 0.0
     warm_fraction: float = 1.0 / 3.0
 
     def __post_init__(self):
@@ -140,7 +147,7 @@ class Preset:
         for name in ("beta", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("ema", "warm_fraction", "jpeg_box"):
+        for name in ("ema", "warm_fraction", "jpeg_box", "min_improvement"):
             if not getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be at most 1, got {getattr(self, name)}")
 
@@ -162,8 +169,11 @@ PRESETS: dict[str, Preset] = {
     # So the stopping rule (patience 200) ends each plane near its peak, 2000 is only a cap, and with the
     # rule λ = σ²/4 beat σ² on 7 of 8 crop × level pairs at 5 and 20 photons (+0.2 to +2.6 dB, −0.07 on
     # one) and tied at 100; σ²/10 and σ²/20 lost 0.6 and 1.8 dB on the mean at 5 photons (docs/tuning.md).
+    # A new minimum of the spread must be 3% lower to count: on SEM at 100 photons the spread crept down for
+    # thousands of steps while the PSNR fell, so the cap, not the rule, ended the plane and 5x the
+    # iterations lost 0.7 dB (benchmarks/denoise_tune.py "min_improvement 0.03", docs/tuning.md).
     "denoise": Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True,
-                      patience=200),
+                      patience=200, min_improvement=0.03),
 }
 
 
