@@ -165,7 +165,7 @@ def test_api_refuses_bad_jpeg_arguments_before_work(tmp_path):
     assert dip_l0_deblock(cmyk, jpeg=False, iterations=2, device="cpu").shape == (32, 32, 3)
 
 
-# ----- what the file adds: the projection, and λ from the tables --------------------------------------------
+# ----- what the file adds: the projection, its box, and λ with the file ------------------------------------
 @pytest.fixture(scope="module")
 def grey_file(tmp_path_factory):
     path = _save(tmp_path_factory.mktemp("grey"), data.camera()[200:232, 240:288], "grey.jpg")

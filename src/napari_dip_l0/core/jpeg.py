@@ -6,7 +6,8 @@ So the true image's coefficients lie in ``[(k - 1/2) Q, (k + 1/2) Q]``: a box
 around the decoded image that decoding alone throws away. Projecting an
 estimate onto that box (block DCT, clip, inverse DCT, in the file's colour
 space and sampling) keeps it consistent with the file; Bredies & Holler's
-TV/TGV JPEG decompression is built on the same set.
+TV/TGV JPEG decompression is built on the same set. ``box`` narrows each
+interval around the stored value (DIP-ℓ0 projects onto the middle half).
 
 The model follows libjpeg's encoder: JFIF full-range YCbCr, chroma
 subsampled by averaging, planes padded to whole blocks by repeating the last
