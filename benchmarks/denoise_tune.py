@@ -41,8 +41,6 @@ def variants() -> dict:
         "beta 4": replace(d, beta=4.0),
         "width 16": replace(d, width=16),
         "min_improvement 0": replace(d, min_improvement=0.0),
-        "min_improvement 0.03": replace(d, min_improvement=0.03),
-        "min_improvement 0.05": replace(d, min_improvement=0.05),
     }
 
 

@@ -156,9 +156,9 @@ class JpegConstraint:
         h, w = self.shape
         for _ in range(rounds):
             planes = self._planes(x, to_ycc)
-            moved = 0.0
-            for c, delta in enumerate(self._block_offsets(planes, dct, comps, box)):
-                moved = max(moved, float(delta.abs().max()))
+            deltas = self._block_offsets(planes, dct, comps, box)
+            moved = float(torch.stack([d.abs().amax() for d in deltas]).max())  # one sync on a GPU
+            for c, delta in enumerate(deltas):
                 fy, fx = self.factors[c]
                 if (fy, fx) != (1, 1):
                     # Repeating a change of the averaged samples moves their average by exactly that change.

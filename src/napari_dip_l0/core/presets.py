@@ -171,7 +171,7 @@ PRESETS: dict[str, Preset] = {
     # one) and tied at 100; σ²/10 and σ²/20 lost 0.6 and 1.8 dB on the mean at 5 photons (docs/tuning.md).
     # A new minimum of the spread must be 3% lower to count: on SEM at 100 photons the spread crept down for
     # thousands of steps while the PSNR fell, so the cap, not the rule, ended the plane and 5x the
-    # iterations lost 0.7 dB (benchmarks/denoise_tune.py "min_improvement 0.03", docs/tuning.md).
+    # iterations lost 0.7 dB (benchmarks/denoise_tune.py against "min_improvement 0", docs/tuning.md).
     "denoise": Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True,
                       patience=200, min_improvement=0.03),
 }
