@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from microscopy import build_set, camera, psnr, slug
+from microscopy import build_set, camera, f1_objects, objects, psnr, slug
 
 from napari_dip_l0 import DipL0Run
 from napari_dip_l0.core.presets import get_preset
@@ -41,18 +41,22 @@ def variants() -> dict:
         "beta 4": replace(d, beta=4.0),
         "width 16": replace(d, width=16),
         "min_improvement 0": replace(d, min_improvement=0.0),
+        "stabilise": replace(d, stabilise=True),
+        "no stabilise": replace(d, stabilise=False),
+        "stabilise, lam_noise 0.5": replace(d, stabilise=True, lam_noise=0.5),
     }
 
 
 def curve(noisy, truth, dr, mask, preset, checkpoints):
-    """PSNR at the checkpoints the run reaches, the result's PSNR, the iteration it kept (stopping rule), λ."""
+    """PSNR at the checkpoints the run reaches, the result's PSNR, the iteration it kept (stopping rule), λ,
+    the seconds and the result."""
     run = DipL0Run(noisy, "denoise", preset=preset, device="cpu")
     found, t0 = {}, time.perf_counter()
     for snap in run:
         if snap.iteration in checkpoints and snap.losses and not snap.done:
             found[snap.iteration] = psnr(truth, snap.image, dr, mask)
     final = psnr(truth, run.last.image, dr, mask)
-    return found, final, run.stopped_at[0], run.preset.lam, time.perf_counter() - t0
+    return found, final, run.stopped_at[0], run.preset.lam, time.perf_counter() - t0, run.last.image
 
 
 def main() -> None:
@@ -72,7 +76,7 @@ def main() -> None:
     saved.mkdir(parents=True, exist_ok=True)
     if args.table:
         return print_table(saved)
-    tune, _, _ = build_set(args.cache, args.size, False)
+    tune, _, labels = build_set(args.cache, args.size, False)
     checkpoints = list(range(args.every, args.upto + 1, args.every))
     for name in args.variants:
         preset = variants()[name]
@@ -80,10 +84,12 @@ def main() -> None:
             rows = []
             for i, (label, clean, _) in enumerate(tune):
                 noisy, truth, dr, mask = camera(clean, peak, int(peak) + 1000 * i, hot=i % 2 == 1)
-                found, final, kept, lam, seconds = curve(noisy, truth, dr, mask, preset, checkpoints)
+                found, final, kept, lam, seconds, result = curve(noisy, truth, dr, mask, preset, checkpoints)
                 base = psnr(truth, noisy, dr, mask)
+                # The nuclei crops' segmentation score, as microscopy.py takes it.
+                f1 = f1_objects(labels[label], objects(result)) if label in labels else None
                 rows.append({"variant": name, "peak": peak, "image": label, "input": base, "lam": lam,
-                             "seconds": seconds, "result": final, "kept": kept,
+                             "seconds": seconds, "result": final, "kept": kept, "f1": f1,
                              "psnr": {str(k): v for k, v in found.items()}})
                 print(f"{name:<14} peak {peak:>3} {label:<9} λ {lam:.4g} input {base:5.2f} result {final:5.2f} "
                       f"(kept {kept}) " + " ".join(f"{k}:{v:5.2f}" for k, v in found.items())
@@ -96,8 +102,10 @@ def print_table(saved: Path) -> None:
     for name in dict.fromkeys(r["variant"] for r in rows):
         for peak in sorted({r["peak"] for r in rows if r["variant"] == name}):
             rs = [r for r in rows if r["variant"] == name and r["peak"] == peak]
+            f1 = [r["f1"] for r in rs if r.get("f1") is not None]
             print(f"{name:<14} peak {peak:>3} n={len(rs)} input {np.mean([r['input'] for r in rs]):5.2f} "
                   f"result {np.mean([r['result'] for r in rs]):5.2f}  "
+                  + (f"nuclei F1 {np.mean(f1):.3f}  " if f1 else "")
                   + "  ".join(f"{r['image']}: {r['result']:.2f} (kept {r['kept']})" for r in rs))
 
 

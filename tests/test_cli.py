@@ -79,7 +79,8 @@ def test_denoise_reads_lambda_from_the_noise(tmp_path, capsys):
     from napari_dip_l0 import DipL0Run
 
     lam = DipL0Run(frame, "denoise", device="cpu").preset.lam
-    assert f"λ={lam:.3g}" in capsys.readouterr().err  # the λ the noise level gave is reported
+    err = capsys.readouterr().err
+    assert f"λ={lam:.3g} on the shot-noise-stabilised scale" in err  # the λ the noise level gave, and its scale
     assert main(["denoise", str(tmp_path / "frame.tif"), "-o", str(out), "--iterations", "2", "--lam", "auto",
                  "--quiet"]) == 0
     assert main(["denoise", str(tmp_path / "frame.tif"), "-o", str(out), "--iterations", "2", "--lam", "0.01",

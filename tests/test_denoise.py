@@ -10,6 +10,8 @@ from skimage.metrics import peak_signal_noise_ratio as psnr
 
 from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
 from napari_dip_l0.core.api import l0_preview
+from napari_dip_l0.core.fusion import parallel_fusion
+from napari_dip_l0.core.l0 import fft_l0
 from napari_dip_l0.core.layout import PlaneReader, fill_defects, robust_range
 from napari_dip_l0.core.noise import noise_sigma
 from napari_dip_l0.core.presets import PRESETS
@@ -153,12 +155,21 @@ def test_l0_preview_uses_the_runs_scale_and_lambda():
     run = DipL0Run(frame, "denoise", device="cpu")
     flat, lam = l0_preview(frame, "denoise")
     assert lam == run.preset.lam
-    np.testing.assert_array_equal(flat, l0_smooth(frame, lam, robust=True))
+    # ℓ0 smoothing on the run's scale: robust, then stabilised, and mapped back.
+    reader = run.reader
+    assert reader.stabiliser is not None
+    want = reader.new_output()
+    reader.store(want, 0, parallel_fusion(reader.read_filled(0), lam))
+    np.testing.assert_array_equal(flat, reader.assemble(want))
+    assert not np.array_equal(flat, l0_smooth(frame, lam, robust=True))
     hot = frame == 4095
     assert flat.dtype == frame.dtype and flat[hot].max() < 200  # hot pixels are filled, as in a run
     manual, used = l0_preview(frame, "denoise", lam=0.02, method="fft")
     assert used == 0.02
-    np.testing.assert_array_equal(manual, l0_smooth(frame, 0.02, method="fft", robust=True))
+    reader.store(want, 0, fft_l0(reader.read_filled(0), 0.02))
+    np.testing.assert_array_equal(manual, reader.assemble(want))
+    smooth, _ = l0_preview(frame, "smooth", lam=0.02, method="fft")
+    np.testing.assert_array_equal(smooth, l0_smooth(frame, 0.02, method="fft"))
     with pytest.raises(ValueError, match="unknown method"):
         l0_preview(frame, "denoise", method="nope")
 

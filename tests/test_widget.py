@@ -351,6 +351,7 @@ def test_denoise_mode_reads_lambda_from_the_noise(qtbot, viewer, widget):
         assert prov["mode"] == "denoise" and prov["lam_auto"] is True
         assert _result(viewer, name).name == f"{name} · DIP-ℓ0 λ={prov['lam']:.3g}, 2 it"
         assert widget.lam.value == pytest.approx(prov["lam"], abs=5e-4)  # the box shows the λ chosen
+        assert prov["noise_model"][0] > 0  # shot noise found: λ is on the stabilised scale
         lams.append(prov["lam"])
     assert lams[1] > 3 * lams[0]  # fewer photons, more noise, a larger λ
 

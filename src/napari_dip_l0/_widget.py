@@ -404,9 +404,10 @@ class DipL0Widget(Container):
                                      "artefacts. Changing it loads the mode's λ and iterations.")
         self.lam_auto = CheckBox(text="automatic λ", value=True,
                                  tooltip="Let the mode choose λ: camera-noise denoising measures the image's "
-                                         "noise level and sets λ from it; JPEG deblocking of a layer opened from "
-                                         "a JPEG file takes a stronger λ, since the file's tables bound the "
-                                         "result; otherwise the mode's tuned λ. The λ used is in the result's name.")
+                                         "noise, evens out how it grows with brightness and sets λ from it; "
+                                         "JPEG deblocking of a layer opened from a JPEG file takes a stronger "
+                                         "λ, since the file's tables bound the result; otherwise the mode's "
+                                         "tuned λ. The λ used is in the result's name.")
         self.lam = FloatSpinBox(label="λ (strength)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
                                 tooltip="Smoothing strength: weight of the ℓ0 gradient term, on the image's "
                                         "intensities scaled to 0–1 (no unit; typical 0.005–0.1). Larger: fewer, "
@@ -931,6 +932,8 @@ def _provenance(job: _Job, snap) -> dict:
         **job.params,
         "lam": snap.preset.lam,  # the λ used, also when the run chose it
         "lam_auto": job.params["lam"] == "auto",
+        # (a, b) of the noise variance a·x + b on the [0, 1] scale when the fit (and λ) was on the stabilised image
+        "noise_model": list(snap.noise_model) if snap.noise_model else None,
         "l0_solver": snap.preset.l0_solver,  # the solver used, also when the preset chose it
         "iterations_done": snap.iteration,
         "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),

@@ -290,7 +290,8 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
         return 130
     # Which iteration the stopping rule kept in a single-plane, untiled run (a stack has one per plane).
     kept = f", kept iteration {last.kept} (stopping rule)" if last.kept and last.planes * last.tiles == 1 else ""
-    print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g}{kept})", file=sys.stderr)
+    scale = " on the shot-noise-stabilised scale" if last.noise_model else ""
+    print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g}{scale}{kept})", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from .jpeg import JpegConstraint, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import PlaneReader, check_image, check_lam
 from .presets import get_preset
-from .run import DipL0Run, choose_lam
+from .run import DipL0Run, choose_lam, stabilise
 
 __all__ = ["l0_smooth", "l0_preview", "dip_l0_smooth", "dip_l0_denoise", "dip_l0_deblock"]
 
@@ -80,10 +80,10 @@ def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method
                channel_axis: int | None = None) -> tuple[np.ndarray, float]:
     """What the ℓ0 step of a DIP-ℓ0 run of ``mode`` does to ``image``: ``(result, λ used)``.
 
-    :func:`l0_smooth` on the intensity scale that mode's run uses, with the
-    λ it would use (``'auto'``: the mode's choice, see :class:`DipL0Run`) and
-    its ℓ0 solver unless ``method`` names one. The napari widget's fast
-    preview.
+    :func:`l0_smooth` on the intensity scale that mode's run uses (for
+    'denoise', the shot-noise-stabilised one), with the λ it would use
+    (``'auto'``: the mode's choice, see :class:`DipL0Run`) and its ℓ0
+    solver unless ``method`` names one. The napari widget's fast preview.
 
     Examples
     --------
@@ -98,8 +98,10 @@ def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method
     preset = get_preset(mode)
     method = method or preset.l0_solver
     _check_method(method)
-    # One reader: its scale (a median filter over the planes) serves the noise estimate and the smoothing.
+    # One reader: its scale (a median filter over the planes) and, where the mode stabilises, the noise model
+    # serve the noise estimate and the smoothing, so λ means what it means in a run.
     reader = PlaneReader(arr, channel_axis, robust=preset.robust)
+    stabilise(preset, reader)
     if lam is None or (isinstance(lam, str) and lam == "auto"):
         lam = choose_lam(preset, reader)[0].lam
     else:
@@ -191,8 +193,11 @@ def dip_l0_denoise(
     out hot and dead pixels (:func:`.layout.robust_range`), and with
     ``lam='auto'`` λ follows the noise level the image shows
     (:func:`.noise.noise_sigma`), so the same call suits 5 and 500 photons.
-    Hot and dead pixels are left out of the fit and denoised like the rest
-    (:func:`.layout.fill_defects`). Each plane stops by itself once the
+    Noise that grows with the signal (shot noise) is fitted as ``a x + b``
+    and evened out by the generalised Anscombe transform before the fit,
+    and the result mapped back (:mod:`.stabilise`), so bright objects and
+    dark background get the same smoothing. Hot and dead pixels are left
+    out of the fit and denoised like the rest (:func:`.layout.fill_defects`). Each plane stops by itself once the
     network starts to fit the noise (the preset's stopping rule, see
     ``Preset.patience``), so ``iterations`` is a cap rather than a count.
     It needs more iterations than :func:`dip_l0_smooth`
@@ -206,8 +211,9 @@ def dip_l0_denoise(
 
     See Also
     --------
-    DipL0Run : the same run as an object; its ``noise`` and ``preset.lam``
-        report the noise level measured and the λ chosen.
+    DipL0Run : the same run as an object; its ``noise_model``, ``noise`` and
+        ``preset.lam`` report the noise fitted, the level measured and the
+        λ chosen.
 
     Examples
     --------

@@ -396,6 +396,8 @@ class PlaneReader:
             scale = robust_range(arr, channel_axis)
             scale = None if scale == (lo, hi) else scale  # no outliers: the plain mapping, bit for bit
         self.layout = Layout(tuple(arr.shape), dtype, channel_axis, lo, hi, scale)
+        # A variance-stabilising transform (.stabilise.Stabiliser) between the [0, 1] planes and the fit, if set.
+        self.stabiliser = None
         self._work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
         self._lead = tuple(self._work.shape[:-3])
 
@@ -416,9 +418,11 @@ class PlaneReader:
 
     def read_filled(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
         """:meth:`read`, with isolated hot and dead pixels filled (:func:`fill_defects`) where the robust
-        scale is in force (the image has outliers): the plane as fits and noise estimates see it."""
+        scale is in force (the image has outliers), then stabilised if a :attr:`stabiliser` is set: the
+        plane as fits and noise estimates see it."""
         plane = self.read(p, window)
-        return fill_defects(plane) if self.layout.scale is not None else plane
+        plane = fill_defects(plane) if self.layout.scale is not None else plane
+        return plane if self.stabiliser is None else self.stabiliser.forward(plane)
 
     def new_output(self) -> np.ndarray:
         """An empty buffer ``(N, H, W, C)`` in the caller's dtype, for :meth:`store`."""
@@ -426,8 +430,9 @@ class PlaneReader:
         return np.empty((len(self), h, w, c), self.layout.dtype)
 
     def store(self, out: np.ndarray, p: int, values: np.ndarray) -> None:
-        """Write [0, 1] float plane ``values`` into plane ``p`` of ``out`` in the caller's dtype."""
-        out[p] = self.layout.denormalise(values)
+        """Write float plane ``values`` (on the scale :meth:`read_filled` gives) into plane ``p`` of ``out``
+        in the caller's dtype."""
+        out[p] = self.layout.denormalise(values if self.stabiliser is None else self.stabiliser.inverse(values))
 
     def assemble(self, out: np.ndarray) -> np.ndarray:
         """The ``(N, H, W, C)`` buffer in the caller's shape and axis order."""

@@ -1,10 +1,10 @@
-"""The noise level an image shows, from which ``lam='auto'`` sets λ."""
+"""The noise an image shows: its level, from which ``lam='auto'`` sets λ, and how it grows with the signal."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["noise_sigma"]
+__all__ = ["noise_model", "noise_sigma"]
 
 
 def noise_sigma(reader, max_planes: int = 4, max_side: int = 1024) -> float:
@@ -33,12 +33,39 @@ def noise_sigma(reader, max_planes: int = 4, max_side: int = 1024) -> float:
     """
     from skimage.restoration import estimate_sigma
 
+    sigmas = [estimate_sigma(plane, channel_axis=-1, average_sigmas=True)
+              for plane in _sample(reader, max_planes, max_side)]
+    return float(np.mean(sigmas))
+
+
+def noise_model(reader, max_planes: int = 4, max_side: int = 1024) -> tuple[float, float]:
+    """``(a, b)`` of the noise variance ``a x + b`` of the planes ``reader`` gives (:func:`.stabilise.fit_noise_model`).
+
+    Sampled as :func:`noise_sigma` samples: at most ``max_planes`` evenly
+    spaced planes, each cut to its central ``max_side`` pixels a side, hot
+    pixels filled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0.core.layout import PlaneReader
+    >>> clean = np.tile(np.linspace(0.05, 1, 256), (256, 1))
+    >>> counts = np.random.default_rng(0).poisson(clean * 50).astype(np.uint16)
+    >>> a, b = noise_model(PlaneReader(counts, None, data_range=(0, 100)))
+    >>> round(a, 3)                     # 1 / 100 on the [0, 1] scale of 0-100 photons
+    0.01
+    """
+    from .stabilise import fit_noise_model
+
+    return fit_noise_model(list(_sample(reader, max_planes, max_side)))
+
+
+def _sample(reader, max_planes: int, max_side: int):
+    """The planes a noise estimate reads: evenly spaced, central windows, as fits see them."""
     n = len(reader)
     h, w, _ = reader.layout.plane_shape
     y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
     window = (slice(y0, y0 + max_side), slice(x0, x0 + max_side))
-    picks = np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int))
     # Hot pixels filled as a run fills them: the median of 48² pixels moves with a handful of them.
-    sigmas = [estimate_sigma(reader.read_filled(int(p), window), channel_axis=-1, average_sigmas=True)
-              for p in picks]
-    return float(np.mean(sigmas))
+    for p in np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int)):
+        yield reader.read_filled(int(p), window)

@@ -17,11 +17,12 @@ import numpy as np
 from .admm import AdmmFit, to_numpy
 from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
                      check_seed, resolve_device)
-from .noise import noise_sigma
+from .noise import noise_model, noise_sigma
 from .presets import Preset, get_preset
+from .stabilise import Stabiliser
 from .tiling import Mosaic, check_memory, check_tiling, tile_grid
 
-__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam"]
+__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam", "stabilise"]
 
 
 class Snapshot:
@@ -49,6 +50,9 @@ class Snapshot:
         rule (see ``Preset.patience``): the iteration whose estimate the rule
         kept, whether it ended the plane early or the plane reached its
         iterations. ``None`` otherwise.
+    noise_model : (float, float) or None
+        ``(a, b)`` of the noise variance ``a x + b`` when the run fits the
+        stabilised image (see :attr:`DipL0Run.noise_model`), else ``None``.
     image : ndarray
         The whole image at this snapshot in the input's dtype, range and
         shape: finished planes final, the current one at this estimate, later
@@ -58,9 +62,10 @@ class Snapshot:
 
     def __init__(self, iteration: int, total: int, plane: int, planes: int, losses: dict, seconds: float,
                  render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1,
-                 kept: int | None = None):
+                 kept: int | None = None, noise_model: tuple[float, float] | None = None):
         self.iteration = iteration
         self.kept = kept
+        self.noise_model = noise_model
         self.total = total
         self.plane = plane
         self.planes = planes
@@ -159,7 +164,14 @@ class DipL0Run:
         and λ as chosen when it was 'auto').
     noise : float or None
         The noise level measured for an automatic λ (standard deviation on
-        the [0, 1] scale), ``None`` when λ was not set from it.
+        the [0, 1] scale, or on the stabilised scale, see
+        :attr:`noise_model`), ``None`` when λ was not set from it.
+    noise_model : (float, float) or None
+        With a preset that stabilises (``Preset.stabilise``, the 'denoise'
+        mode): ``(a, b)`` of the noise variance ``a x + b`` the image shows
+        on the [0, 1] scale. Where ``a > 0`` the fit (and λ) is on the
+        generalised Anscombe transform of the image, and results are mapped
+        back; ``None`` without.
     total : int
         Iterations over all planes and tiles.
     last : Snapshot or None
@@ -238,6 +250,7 @@ class DipL0Run:
         self.tile_size, self.tile_overlap = check_tiling(tile_size, tile_overlap)
         check_memory(arr.shape, channel_axis, arr.dtype, self.preset, self.tile_size, self.tile_overlap, max_memory)
         self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust)
+        self.noise_model = stabilise(self.preset, self.reader, self.jpeg)
         self.noise = None
         if auto:
             self.preset, self.noise = choose_lam(self.preset, self.reader, self.jpeg)
@@ -275,10 +288,11 @@ class DipL0Run:
         t0 = time.perf_counter()
         reader, layout, preset = self.reader, self.reader.layout, self.preset
         n, tiles = len(reader), len(self.windows)
+        model = self.noise_model if reader.stabiliser is not None else None
 
         def snapshot(done, p, t, losses, render, kept=None):
             return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0, render, preset,
-                            tile=t, tiles=tiles, kept=kept)
+                            tile=t, tiles=tiles, kept=kept, noise_model=model)
 
         if layout.constant:
             yield snapshot(self.total, n - 1, tiles - 1, {}, lambda: np.full(layout.shape, layout.lo, layout.dtype))
@@ -347,6 +361,18 @@ def choose_lam(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[Preset, 
     # Bounded so a noiseless image still gets a well-posed ℓ0 step and a pure-noise one is not erased.
     lam = min(max(preset.lam_noise * sigma**2, 1e-5), 0.1)
     return replace(preset, lam=lam), sigma
+
+
+def stabilise(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[float, float] | None:
+    """Where ``preset.stabilise`` asks for it, fit the noise of ``reader``'s planes and, if it grows with the
+    signal, give ``reader`` the transform that evens it out; returns the noise model ``(a, b)`` fitted, or
+    ``None`` when none was (no stabilisation asked, a JPEG file to deblock, a constant image)."""
+    if not preset.stabilise or jpeg is not None or reader.layout.constant:
+        return None
+    model = noise_model(reader)
+    if model[0] > 0:  # noise that grows with the signal: fit where it does not
+        reader.stabiliser = Stabiliser(*model)
+    return model
 
 
 def _jpeg_constraint(jpeg, shape: tuple, channel_axis, data_range):
