@@ -37,6 +37,8 @@ def test_noise_that_does_not_grow_with_the_signal_gives_no_slope():
     a, b = fit_noise_model([x])
     assert a < 0.1 * b  # at most a tenth more variance at the top than at the bottom
     assert a + b == pytest.approx(0.05**2, rel=0.15)
+    # Pure noise: the groups span a sliver of intensities, and a chance slope is not taken for one.
+    assert fit_noise_model([rng.random((64, 64, 1)) * 0.1])[0] == 0.0
     # Too few blocks to tell: no slope, never an error.
     assert fit_noise_model([x[:6, :6]])[0] == 0.0
     assert fit_noise_model([np.zeros((0, 0, 1))]) == (0.0, 0.0)

@@ -184,7 +184,7 @@ PRESETS: dict[str, Preset] = {
     # iterations lost 0.7 dB (benchmarks/denoise_tune.py against "min_improvement 0", docs/tuning.md).
     # Shot noise grows with the signal, so the fit is on the image's generalised Anscombe transform (the noise
     # fitted as a x + b): on the tuning crops the nuclei F1 at 5 and 20 photons went from 0.29 to 0.39 (the
-    # clean crops score 0.44) at -0.09 dB mean PSNR over the 12 pairs; λ = σ²/2 on that scale lost 0.3 dB on
+    # clean crops score 0.44) at -0.08 dB mean PSNR over the 12 pairs; λ = σ²/2 on that scale lost 0.3 dB on
     # both nuclei at 5 photons (docs/tuning.md).
     "denoise": Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True,
                       patience=200, min_improvement=0.03, stabilise=True),

@@ -39,8 +39,9 @@ def fit_noise_model(planes: list[np.ndarray], bins: int = 16) -> tuple[float, fl
     left out (edges), scaled for that cut as for Gaussian noise; and the
     line is fitted by least squares weighted by the precision of each group's
     variance under the line (two reweighting passes). ``a`` and ``b`` are at
-    least 0; ``a`` is 0 where the noise does not grow with the signal or the
-    planes are too small to tell (under 32 blocks).
+    least 0; ``a`` is 0 where the noise does not grow with the signal (a
+    slope under 3 standard errors) or the planes are too small to tell
+    (under 32 blocks).
 
     Examples
     --------
@@ -79,6 +80,12 @@ def fit_noise_model(planes: list[np.ndarray], bins: int = 16) -> tuple[float, fl
         if a <= 0:  # no signal dependence: a constant variance
             return 0.0, float(np.average(variances, weights=counts))
         fitted = np.maximum(a * centres + b, 1e-3 * variances.max())
+    # The slope's standard error under those weights: a slope within 3 of them of 0 is chance (a pure-noise
+    # image, whose groups span a sliver of intensities, gives such slopes).
+    Xw = X * weight[:, None]
+    se = math.sqrt(np.linalg.inv(Xw.T @ Xw)[0, 0])
+    if a < 3 * se:
+        return 0.0, float(np.average(variances, weights=counts))
     return float(a), float(max(b, 0.0))
 
 
