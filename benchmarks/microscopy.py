@@ -351,7 +351,7 @@ def summary_table(rows, size: int, n_report: int) -> str:
 def detail_table(rows, ours: str, peers: list[str]) -> str:
     """DIP-ℓ0 against each peer, image by image and level by level."""
     lines = ["| image | peak | input | " + " | ".join(peers) + f" | {ours} | margin over best peer |",
-             "|---" * (4 + len(peers)) + "|"]
+             "|---" * (5 + len(peers)) + "|"]
     index = {(r["method"], r["peak"], r["image"]): r for r in rows}
     for r in rows:
         if r["method"] != ours:
