@@ -328,6 +328,23 @@ def test_l0_preview_in_a_worker_follows_lambda(qtbot, viewer, widget, monkeypatc
     assert len(viewer.layers) == 2
 
 
+def test_a_run_with_automatic_lambda_keeps_its_status_beside_a_preview(qtbot, viewer, widget, monkeypatch):
+    monkeypatch.setattr(_widget, "L0_DEBOUNCE_MS", 50)
+    widget._l0_timer.setInterval(50)
+    viewer.add_image(_photons(peak=5), name="frame")
+    widget.mode.value = "camera-noise denoising"
+    widget.l0_preview()  # with automatic λ: the mode's choice from the noise
+    qtbot.waitUntil(lambda: widget._l0_worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
+    preview = viewer.layers[-1]
+    _run(qtbot, widget, iterations=2)
+    chosen = _result(viewer, "frame").metadata["dip_l0"]["lam"]
+    assert widget.lam.value == pytest.approx(chosen, abs=5e-4)  # the greyed box shows the λ chosen ...
+    assert round(chosen, 3) != PRESETS["denoise"].lam  # (a change of the box's value)
+    qtbot.wait(300)  # ... and that is no change of λ for the preview to follow
+    assert widget._l0_worker is None and widget.status.value.startswith("done")
+    assert preview.name == f"frame · ℓ0 λ={chosen:.3g} (preview)"  # it had used that λ already
+
+
 def _photons(shape=(32, 32), peak=20, hot=True):
     """A camera frame: Poisson counts of a bright square, gain 2, offset 100, a hot pixel."""
     rng = np.random.default_rng(1)

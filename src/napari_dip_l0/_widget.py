@@ -885,7 +885,11 @@ class DipL0Widget(Container):
             result = self.viewer.add_image(image, name=name, **kwargs)
         self._results[id(job.layer)] = result
         if job.params["lam"] == "auto" and not self._closed:
-            self.lam.value = snap.preset.lam  # the greyed box shows the λ the run chose, not the fallback
+            # The greyed box shows the λ the run chose, not the fallback. Not a change of λ for the ℓ0 preview
+            # to follow: with automatic λ it already used that choice, and recomputing it would replace this
+            # run's status line.
+            with self.lam.changed.blocked():
+                self.lam.value = snap.preset.lam
         state = "done" if snap.done else f"stopped at iteration {snap.iteration} of {snap.total}"
         tables = f" ({JPEG_NOTE})" if job.params.get("jpeg_file") else ""
         self.status.value = f"{state} in {snap.seconds:.1f} s{tables}: {result.name}"
