@@ -44,6 +44,7 @@ def variants() -> dict:
         "stabilise": replace(d, stabilise=True),
         "no stabilise": replace(d, stabilise=False),
         "stabilise, lam_noise 0.5": replace(d, stabilise=True, lam_noise=0.5),
+        "stabilise, lam_noise 0.125": replace(d, stabilise=True, lam_noise=0.125),
     }
 
 
