@@ -6,7 +6,7 @@ import pkgutil
 
 import pytest
 
-import napari_dip_l0.core as core
+from napari_dip_l0 import core
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(core.__path__, core.__name__ + "."))
 

@@ -410,9 +410,10 @@ class DipL0Widget(Container):
                                          "tuned λ. The λ used is in the result's name.")
         self.lam = FloatSpinBox(label="λ (strength)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
                                 tooltip="Smoothing strength: weight of the ℓ0 gradient term, on the image's "
-                                        "intensities scaled to 0–1 (no unit; typical 0.005–0.1). Larger: fewer, "
-                                        "larger flat regions. 'ℓ0 preview' shows its effect in a second and "
-                                        "then follows λ as you change it.")
+                                        "intensities scaled to 0–1 (no unit; typical 0.005–0.1; camera-noise "
+                                        "denoising: after evening out the shot noise). Larger: fewer, larger "
+                                        "flat regions. 'ℓ0 preview' shows its effect in a second and then "
+                                        "follows λ as you change it.")
         self.iterations = SpinBox(label="iterations", value=smooth.iterations, min=1, max=100_000,
                                   tooltip="Optimisation steps for the image, or the first plane of a stack "
                                           "(count). More: a closer fit and a longer run. Later planes start "

@@ -136,8 +136,9 @@ def _parser() -> argparse.ArgumentParser:
         auto = ("from the image's noise level" if preset.lam_noise else
                 f"{preset.lam_jpeg} with the JPEG file's tables, {preset.lam} for pixels alone" if preset.lam_jpeg
                 else f"the preset's, {preset.lam}")
+        scale = "the shot-noise-stabilised [0, 1] scale" if preset.stabilise else "the [0, 1] scale"
         p.add_argument("--lam", type=_lam, default="auto",
-                       help=f"ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, {auto})")
+                       help=f"ℓ0 weight on {scale}, or 'auto' (default: auto, {auto})")
         cap = ", a cap: each plane stops by itself once it starts fitting the noise" if preset.patience else ""
         p.add_argument("--iterations", type=_positive_int, default=None,
                        help=f"ADMM iterations per plane (default {preset.iterations}{cap})")

@@ -106,7 +106,9 @@ class DipL0Run:
         Which shipped preset to start from (ignored when ``preset`` is given).
     lam : float or 'auto', optional
         Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
-        data's own range). 'auto' (or ``None``) lets the preset choose: the
+        data's own range; with a preset that stabilises, such as 'denoise',
+        the stabilised scale, see :attr:`noise_model`). 'auto' (or ``None``)
+        lets the preset choose: the
         'denoise' preset sets it from the noise level the image shows
         (``lam_noise * σ²``, see :attr:`noise`), 'deblock' with a JPEG file
         takes ``lam_jpeg``, the others use their tuned value.
