@@ -26,9 +26,10 @@ def test_the_fit_finds_shot_and_read_noise(photons, read, seed):
     clean = _ramp()
     x = (rng.poisson(photons * clean) + rng.normal(0, read, clean.shape)) / photons
     a, b = fit_noise_model([x])
-    assert a == pytest.approx(1 / photons, rel=0.15)
-    # b is small next to the shot noise: check it as part of the variance at mid grey.
-    assert a * 0.5 + b == pytest.approx(0.5 / photons + (read / photons) ** 2, rel=0.15)
+    # Over 60 seeds a was within 7 % of the truth, except where read noise outweighs the shot noise at mid
+    # grey (5 photons, read 2: -18 % to +10 %, the slope barely shows); the variance at mid grey within 4 %.
+    assert a == pytest.approx(1 / photons, rel=0.3 if read**2 > 0.5 * photons else 0.12)
+    assert a * 0.5 + b == pytest.approx(0.5 / photons + (read / photons) ** 2, rel=0.1)
 
 
 def test_noise_that_does_not_grow_with_the_signal_gives_no_slope():
