@@ -63,6 +63,25 @@ def test_constant_image_unchanged():
     assert dip_l0_smooth(img, **FAST).dtype == np.uint16
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_float_result_on_request_and_in_denoise_mode(dtype):
+    img = _ramp((13, 19), dtype)
+    smooth = DipL0Run(img, lam=0.02, **FAST, device="cpu", dtype=np.float32)
+    snaps = list(smooth)
+    assert snaps[0].image.dtype == snaps[-1].image.dtype == np.float32  # every snapshot, the preview too
+    out = snaps[-1].image
+    assert img.min() <= out.min() and out.max() <= img.max() and np.any(out != np.rint(out))
+    # the same run in the input's dtype is this result rounded
+    same = dip_l0_smooth(img, 0.02, **FAST, device="cpu", dtype=img.dtype)
+    assert same.dtype == img.dtype
+    np.testing.assert_allclose(same, out, atol=0.5 + 1e-3 * np.ptp(img))
+    want = np.float32 if np.dtype(dtype).itemsize <= 2 else np.float64
+    assert DipL0Run(img, "denoise", iterations=2, device="cpu").run().dtype == want
+    assert DipL0Run(img, "deblock", iterations=2, device="cpu").run().dtype == dtype
+    flat = np.full((10, 12), 7, dtype)
+    np.testing.assert_array_equal(DipL0Run(flat, "denoise", iterations=2, device="cpu").run(), flat.astype(want))
+
+
 def test_deterministic_same_seed():
     img = _ramp((24, 24), np.float32)
     a = dip_l0_smooth(img, 0.02, iterations=5, seed=3)
@@ -154,6 +173,9 @@ GOOD = np.random.default_rng(0).random((16, 16)).astype(np.float32)
         (GOOD, {"device": 3}, TypeError, "device"),
         (GOOD, {"l0_solver": "magic"}, ValueError, "l0_solver"),
         (GOOD, {"seed": -1}, ValueError, "seed"),
+        (GOOD, {"dtype": "bogus"}, TypeError, "dtype"),
+        (GOOD, {"dtype": bool}, TypeError, "dtype"),
+        (GOOD, {"dtype": np.uint8}, TypeError, "the image's .* or a floating-point type"),
     ],
 )
 def test_bad_input_raises_before_work(image, kwargs, exc, match):

@@ -127,6 +127,22 @@ def test_process_file_in_process_matches_api(inputs, tmp_path):
     assert bad["status"] == "failed" and "cannot read" in bad["message"]
 
 
+def test_denoise_writes_the_float_result_where_the_file_holds_it(inputs, tmp_path):
+    src, images = inputs
+    options = BatchOptions(mode="denoise", iterations=3)
+    assert process_file(Task(src / "stack.tif", tmp_path / "s.tif"), options)["status"] == "done"
+    res = tifffile.imread(tmp_path / "s.tif")
+    assert res.dtype == np.float32
+    np.testing.assert_array_equal(res, DipL0Run(images["stack.tif"], "denoise", iterations=3, device="cpu").run())
+    # One plane of a split stack: the same dtype, on the stack's range.
+    tasks, _ = plan([src / "stack.tif"], tmp_path, options=options, split_planes=True)
+    assert process_file(tasks[1], options)["status"] == "done"
+    assert np.load(tasks[1].part).dtype == np.float32
+    # A PNG holds integers only: the result is rounded to the input's levels.
+    assert process_file(Task(src / "rgb0.png", tmp_path / "r.png"), options)["status"] == "done"
+    assert iio.imread(tmp_path / "r.png").dtype == np.uint8
+
+
 def test_batch_input_errors(inputs, tmp_path, capsys):
     src, _ = inputs
     assert [p.name for p in find_inputs([src])] == ["broken.tif", "rgb0.png", "rgb1.png", "stack.tif"]

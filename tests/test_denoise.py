@@ -163,7 +163,7 @@ def test_l0_preview_uses_the_runs_scale_and_lambda():
     np.testing.assert_array_equal(flat, reader.assemble(want))
     assert not np.array_equal(flat, l0_smooth(frame, lam, robust=True))
     hot = frame == 4095
-    assert flat.dtype == frame.dtype and flat[hot].max() < 200  # hot pixels are filled, as in a run
+    assert flat.dtype == np.float32 and flat[hot].max() < 200  # the run's dtype; hot pixels filled, as in a run
     manual, used = l0_preview(frame, "denoise", lam=0.02, method="fft")
     assert used == 0.02
     reader.store(want, 0, fft_l0(reader.read_filled(0), 0.02))
@@ -175,18 +175,29 @@ def test_l0_preview_uses_the_runs_scale_and_lambda():
 
 
 # ----- the whole run --------------------------------------------------------------------------------------------
-def test_denoise_beats_the_input_and_keeps_dtype():
+def test_denoise_beats_the_input_between_its_levels():
     clean = _scene()
     frame = _camera(clean, 10, hot=2)
     before = frame.copy()
     out = dip_l0_denoise(frame, iterations=150, device="cpu")
-    assert out.dtype == np.uint16 and out.shape == frame.shape
+    # float32 on the frame's own ADU scale, within its range, and not rounded to its levels
+    assert out.dtype == np.float32 and out.shape == frame.shape
+    assert frame.min() <= out.min() and out.max() <= frame.max()
+    assert np.mean(out != np.rint(out)) > 0.5
     np.testing.assert_array_equal(frame, before)
     truth = 100 + 2 * 10 * clean
     keep = frame != 4095
-    gain = psnr(truth[keep], out[keep].astype(float), data_range=20) - \
-        psnr(truth[keep], frame[keep].astype(float), data_range=20)
-    assert gain > 3, gain
+
+    def gain(result):
+        return psnr(truth[keep], result[keep].astype(float), data_range=20) - \
+            psnr(truth[keep], frame[keep].astype(float), data_range=20)
+
+    assert gain(out) > 3, gain(out)
+    # The frame's dtype on request: the same result rounded to its levels, and worse for it at 10 photons.
+    rounded = dip_l0_denoise(frame, iterations=150, device="cpu", dtype=frame.dtype)
+    assert rounded.dtype == np.uint16
+    np.testing.assert_allclose(rounded, out, atol=0.5 + 1e-3)
+    assert gain(out) > gain(rounded)
 
 
 def test_denoise_is_deterministic_and_handles_stacks_and_channels():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from napari_dip_l0 import l0_smooth
-from napari_dip_l0.core.layout import PlaneReader, check_image
+from napari_dip_l0.core.layout import PlaneReader, check_dtype, check_image, result_dtype
 
 DTYPES = [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.uint32, np.int64, np.uint64, np.float16, np.float32,
           np.float64, ">f4", ">u2"]
@@ -120,3 +120,38 @@ def test_round_trip_property(img):
     assert float(back.min()) >= lo and float(back.max()) <= hi
     tolerance = (hi - lo) * 2e-7 + (1.0 if img.dtype.kind in "iu" else 0.0)
     assert np.all(np.abs(back.astype(np.float64) - img.astype(np.float64)) <= tolerance + abs(hi) * 1e-15)
+
+
+# ----- results in another dtype ----------------------------------------------------------------------------------
+@given(dtype=st.sampled_from(["u1", "u2", "i2", "i4", "u8", ">u2"]), robust=st.booleans(),
+       seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_float_result_keeps_levels_and_what_lies_between(dtype, robust, seed):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    img = (20 + rng.integers(0, 90, (10, 12))).astype(dtype)
+    img[0, 0] = 250  # an outlier, so the robust scale differs from the plain one
+    want = result_dtype(dtype, True)
+    reader = PlaneReader(img, None, robust=robust, result=want)
+    out = reader.new_output()
+    assert out.dtype == want == (np.float32 if dtype.itemsize <= 2 else np.float64)
+    plane = reader.read(0)
+    reader.store(out, 0, plane)
+    np.testing.assert_allclose(reader.assemble(out), img, atol=1e-3)  # every level, through float32 planes
+    # half a level up: kept as such, where the input's dtype would round it
+    lo, hi = reader.layout.scale or (reader.layout.lo, reader.layout.hi)
+    reader.store(out, 0, plane + np.float32(0.5 / (hi - lo)))
+    found = reader.assemble(out).astype(np.float64)
+    top = img == img.max()
+    np.testing.assert_allclose(found[~top], img[~top] + 0.5, atol=1e-3)
+    assert found.max() == img.max()  # still within the input's range
+
+
+def test_result_dtype_and_check_dtype():
+    assert result_dtype(np.uint8, True) == np.float32 and result_dtype(np.int32, True) == np.float64
+    assert result_dtype(np.float64, True) == np.float64 and result_dtype(np.uint16, False) == np.uint16
+    assert check_dtype(None) is None and check_dtype("float32") == np.float32
+    assert check_dtype(">f4") == np.float32  # native byte order
+    for bad in ("bogus", bool, complex, object, "U3", 5):
+        with pytest.raises(TypeError, match="dtype"):
+            check_dtype(bad)

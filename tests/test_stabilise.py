@@ -114,7 +114,7 @@ def test_the_denoise_run_fits_the_stabilised_image():
     assert run.noise == pytest.approx(run.reader.stabiliser.sigma, rel=0.2)
     assert run.preset.lam == pytest.approx(PRESETS["denoise"].lam_noise * run.noise**2)
     out = run.run()
-    assert out.dtype == np.uint16 and out.shape == frame.shape
+    assert out.dtype == np.float32 and out.shape == frame.shape
     np.testing.assert_array_equal(out, DipL0Run(frame, "denoise", iterations=3, device="cpu").run())
     # Without the field, the same preset fits the plain [0, 1] scale.
     plain = DipL0Run(frame, preset=replace(PRESETS["denoise"], stabilise=False), iterations=3, device="cpu")

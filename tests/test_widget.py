@@ -383,12 +383,27 @@ def test_denoise_result_shows_where_it_stopped_and_is_visible(qtbot, viewer, wid
     kept = prov["kept_iteration"]
     assert kept is not None and 200 <= kept < 1000 - 200  # the stopping rule ended the run
     assert result.name == f"frame · DIP-ℓ0 λ={prov['lam']:.3g}, {kept} it (stopping rule)"
+    assert result.data.dtype == np.float32  # the frame's ADU, between its levels
     assert result.data[3, 3] < 200  # the hot pixel is gone ...
     assert tuple(layer.contrast_limits) == (frame.min(), 4095)
     # ... so the source's limits would show the result black: it gets its own range (set from the first
     # preview, which the result replaces).
     lo, hi = result.contrast_limits
     assert hi < 200 and np.ptp(result.data) >= 0.5 * (hi - lo)
+
+
+def test_denoised_rgb_layer_keeps_its_look(qtbot, viewer, widget):
+    rng = np.random.default_rng(4)
+    data = np.clip(rng.normal(120, 30, (40, 44, 3)), 0, 255).astype(np.uint8)
+    layer = viewer.add_image(data, name="rgb")
+    assert layer.rgb
+    widget.mode.value = "camera-noise denoising"
+    _run(qtbot, widget, iterations=2)
+    result = _result(viewer, "rgb")
+    # napari draws RGB thumbnails of floats on [0, 1]: the result keeps the layer's uint8 (the API would not)
+    assert result.rgb and result.data.dtype == np.uint8 and result.data.shape == data.shape
+    assert tuple(result.contrast_limits) == tuple(layer.contrast_limits) == (0, 255)
+    assert result.thumbnail[..., :3].mean() < 250
 
 
 def test_manual_lambda_is_used_when_automatic_is_off(qtbot, viewer, widget):

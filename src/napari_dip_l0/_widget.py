@@ -343,6 +343,12 @@ def _layer_kwargs(layer, sel: _Selection) -> dict:
     return kwargs
 
 
+def _display_dtype(layer, sel: _Selection):
+    """The dtype of a result layer: the mode's choice (None), but an RGB layer's own, since napari draws RGB
+    thumbnails of floats on [0, 1] whatever their contrast limits (a float 0-255 result would look white)."""
+    return sel.data.dtype if layer.rgb else None
+
+
 def _layer_array(image: np.ndarray, sel: _Selection) -> np.ndarray:
     """A result as layer data: alpha put back, and one plane kept as a slab of thickness 1."""
     if sel.alpha is not None:
@@ -644,7 +650,8 @@ class DipL0Widget(Container):
 
         def compute():
             # On the run's own intensity scale and with its λ, so the preview shows what a run's ℓ0 step does.
-            planes, used = l0_preview(sel.data, mode, lam=lam, method=method, channel_axis=sel.channel_axis)
+            planes, used = l0_preview(sel.data, mode, lam=lam, method=method, channel_axis=sel.channel_axis,
+                                      dtype=_display_dtype(layer, sel))
             return _layer_array(planes, sel), used
 
         worker = self._l0_worker = create_worker(compute, _ignore_errors=True)
@@ -701,7 +708,8 @@ class DipL0Widget(Container):
         try:
             sel = _select(layer, self.planes.value, self.viewer)
             settings = dict(lam=params["lam"], iterations=params["iterations"], channel_axis=sel.channel_axis,
-                            seed=params["seed"], device=params["device"], l0_solver=params["l0_solver"])
+                            seed=params["seed"], device=params["device"], l0_solver=params["l0_solver"],
+                            dtype=_display_dtype(layer, sel))
             # Checks the arguments now, so bad input is reported before any thread starts.
             snapshots = iter_dip_l0(sel.data, mode, **settings)
         except (ValueError, TypeError, MemoryError) as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.imageio import (SUPPORTED, check_output, check_run_memory, colour_shape, describe, first_line, join_alpha,
-                           read, split_alpha, temp_prefix, write_image)
+                           output_dtype, read, split_alpha, temp_prefix, write_image)
 from .core.layout import Layout, PlaneReader, assemble, n_planes
 
 __all__ = ["BatchOptions", "Task", "Summary", "find_inputs", "plan", "run_batch", "local_cluster_size"]
@@ -131,7 +131,8 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
         try:
             info = describe(path)
             axis = info.channel_axis(options.channel_axis)
-            check_output(out, info.shape, info.dtype, inputs=inputs, probe=False)
+            check_output(out, info.shape, output_dtype(out, info.shape, info.dtype, options.mode), inputs=inputs,
+                         probe=False)
             n = n_planes(colour_shape(info, axis), axis)
         except (ValueError, TypeError, OSError) as exc:
             summary.failed[path] = first_line(exc)
@@ -157,12 +158,12 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_range=None) -> np.ndarray:
+def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_range=None, dtype=None) -> np.ndarray:
     from .core.run import DipL0Run
 
     return DipL0Run(image, options.mode, lam=options.lam, iterations=options.iterations, l0_solver=options.l0_solver,
                     channel_axis=channel_axis, seed=options.seed, device=options.device, tile_size=options.tile_size,
-                    warm_start=options.warm_start, data_range=data_range).run()
+                    warm_start=options.warm_start, data_range=data_range, dtype=dtype).run()
 
 
 def process_file(task: Task, options: BatchOptions, threads: int | None = None) -> dict:
@@ -175,17 +176,18 @@ def process_file(task: Task, options: BatchOptions, threads: int | None = None) 
         _set_threads(threads)
         info = describe(task.input)
         axis = info.channel_axis(options.channel_axis)
-        check_output(task.output, info.shape, info.dtype, probe=False)
+        dtype = output_dtype(task.output, info.shape, info.dtype, options.mode)
+        check_output(task.output, info.shape, dtype, probe=False)
         check_run_memory(info, axis, mode=options.mode, tile_size=options.tile_size)
         colour, alpha = split_alpha(read(info), info, axis)
         if task.plane is None:
-            write_image(task.output, join_alpha(_run_image(colour, axis, options), alpha))
+            write_image(task.output, join_alpha(_run_image(colour, axis, options, dtype=dtype), alpha))
             planes = n_planes(colour.shape, axis)
         else:
             reader = PlaneReader(colour, axis)  # the whole stack's range, so every plane means the same
             lo, hi = reader.layout.lo, reader.layout.hi
             plane = reader.raw(task.plane)
-            result = plane.copy() if not hi > lo else _run_image(plane, -1, options, (lo, hi))
+            result = plane.astype(dtype) if not hi > lo else _run_image(plane, -1, options, (lo, hi), dtype)
             _save_part(task.part, result)
             planes = 1
         return {"status": "done", "message": "", "planes": planes, "seconds": time.perf_counter() - t0}

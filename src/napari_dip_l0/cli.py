@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .core.imageio import FileInfo
 
 # numpy, torch and the core are imported inside the functions, after main() has taken over Ctrl-C, so an
@@ -123,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def io_args(p):
         p.add_argument("input", type=Path, help=f"input image ({', '.join(SUPPORTED)})")
-        p.add_argument("-o", "--output", type=Path, required=True, help="output image; TIFF keeps the input's dtype")
+        p.add_argument("-o", "--output", type=Path, required=True, help="output image; TIFF keeps the input's dtype (denoise: float32 for integer images, "
+                            "whose denoised values lie between their levels; PNG rounds them)")
         p.add_argument("--channel-axis", type=_channel_axis, default="auto",
                        help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
 
@@ -221,20 +224,22 @@ def _stop_if(interrupts: Interrupts, what: str = "nothing written") -> None:
         raise Interrupted(f"interrupted; {what}")
 
 
-def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileInfo, int | None]:
+def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileInfo, int | None, np.dtype]:
     """Everything that can be refused, from the input's header and before any pixel is decoded.
 
-    The input's description and channel axis; the output's type, folder and
+    The input's description and channel axis, and the dtype to write
+    (:func:`.core.imageio.output_dtype`); the output's type, folder and
     name (never an input, nor a ``--save-every`` name that is one); the
     memory of the decode and the run.
     """
-    from .core.imageio import check_output, check_run_memory, describe
+    from .core.imageio import check_output, check_run_memory, describe, output_dtype
 
     info = describe(args.input)
     axis = info.channel_axis(args.channel_axis)
-    check_output(args.output, info.shape, info.dtype, inputs=[args.input], snapshots=snapshots)
+    dtype = info.dtype if mode is None else output_dtype(args.output, info.shape, info.dtype, mode)
+    check_output(args.output, info.shape, dtype, inputs=[args.input], snapshots=snapshots)
     check_run_memory(info, axis, mode=mode, tile_size=getattr(args, "tile_size", None))
-    return info, axis
+    return info, axis, dtype
 
 
 def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
@@ -269,7 +274,7 @@ def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_sna
 def _cmd_dip(args, interrupts: Interrupts) -> int:
     from .core.imageio import join_alpha, read, snapshot_path, split_alpha, write_image
 
-    info, axis = _prepare(args, mode=args.command, snapshots=args.save_every > 0)
+    info, axis, dtype = _prepare(args, mode=args.command, snapshots=args.save_every > 0)
     image = read(info)
     _stop_if(interrupts)
     colour, alpha = split_alpha(image, info, axis)
@@ -280,7 +285,7 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
             write_image(snapshot_path(out, snap.iteration), join_alpha(snap.image, alpha))
 
     settings = dict(lam=args.lam, iterations=args.iterations, seed=args.seed, device=args.device,
-                    l0_solver=args.l0_solver, tile_size=args.tile_size, warm_start=not args.cold_start)
+                    l0_solver=args.l0_solver, tile_size=args.tile_size, warm_start=not args.cold_start, dtype=dtype)
     jpeg = _jpeg_of(info, colour, axis, settings) if args.command == "deblock" and not args.pixels_only else None
     last = _run_dip(colour, axis, mode=args.command, quiet=args.quiet, interrupts=interrupts,
                     on_snapshot=save_every, jpeg=jpeg, **settings)
@@ -396,7 +401,7 @@ def _cmd_l0(args, interrupts: Interrupts) -> int:
     from .core.api import l0_smooth
     from .core.imageio import join_alpha, read, split_alpha, write_image
 
-    info, axis = _prepare(args, mode=None)
+    info, axis, _ = _prepare(args, mode=None)
     image = read(info)
     _stop_if(interrupts)
     colour, alpha = split_alpha(image, info, axis)

@@ -33,7 +33,7 @@ __all__ = [
     "TIFF", "PNG", "JPEG", "SUPPORTED", "FileInfo", "describe", "read", "read_image", "check_output",
     "check_decode_memory", "write_image", "first_line", "split_alpha", "join_alpha", "snapshot_path",
     "quiet_tifffile", "output_format_error", "colour_shape", "check_run_memory", "file_type",
-    "temp_prefix",
+    "temp_prefix", "output_dtype",
 ]
 
 TIFF = (".tif", ".tiff")
@@ -327,11 +327,14 @@ def check_run_memory(info: FileInfo, channel_axis: int | None, *, mode: str | No
         return
     shape = colour_shape(info, channel_axis)
     if mode is not None:
+        from .layout import result_dtype
         from .presets import get_preset
         from .tiling import check_tiling, estimate_memory
 
         size, overlap = check_tiling(tile_size)
-        need = info.nbytes + estimate_memory(shape, channel_axis, info.dtype.itemsize, get_preset(mode), size, overlap)
+        preset = get_preset(mode)
+        itemsize = result_dtype(info.dtype, preset.float_result).itemsize
+        need = info.nbytes + estimate_memory(shape, channel_axis, itemsize, preset, size, overlap)
         what = f"DIP-ℓ0 on {info.path} with tiles of at most {size} pixels"
     else:
         elements = int(np.prod(shape, dtype=np.float64))
@@ -518,6 +521,24 @@ def output_format_error(suffix: str, shape: tuple[int, ...], dtype) -> str | Non
         return f"JPEG has no alpha channel, and this image has one (shape {tuple(shape)}); write a .png or .tif"
     what = "grey, grey+alpha, RGB or RGBA" if suffix in PNG else "grey or RGB"
     return f"{name} holds one 2-D {what} image, not shape {tuple(shape)} (a stack?); write a .tif"
+
+
+def output_dtype(path: str | os.PathLike, shape: tuple[int, ...], dtype, mode: str) -> np.dtype:
+    """The dtype a ``mode`` run of a ``shape``/``dtype`` image writes to ``path``.
+
+    The run's own (:func:`.layout.result_dtype`: 'denoise' gives integer
+    images a float result) where the file type holds it; otherwise the
+    input's, so a PNG gets the result rounded to the input's levels.
+    """
+    from .layout import result_dtype
+    from .presets import get_preset
+
+    found = result_dtype(dtype, get_preset(mode).float_result)
+    try:
+        suffix = file_type(Path(path))
+    except ValueError:  # check_output says so
+        return found
+    return found if output_format_error(suffix, tuple(shape), found) is None else np.dtype(dtype)
 
 
 def snapshot_path(output: Path, iteration: int) -> Path:

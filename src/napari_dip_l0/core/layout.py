@@ -2,8 +2,8 @@
 
 Every array enters the solvers as float32 planes of shape ``(H, W, C)`` on the
 [0, 1] scale (one plane per index of the leading axes, ``C`` = channels or 1),
-read one at a time by :class:`PlaneReader`, and leaves in the caller's dtype,
-value range and axis order. Every ``check_*`` function raises ``TypeError`` or
+read one at a time by :class:`PlaneReader`, and leaves in the caller's dtype
+(or a float one, :func:`result_dtype`), value range and axis order. Every ``check_*`` function raises ``TypeError`` or
 ``ValueError`` naming the problem, so front ends report it before any work.
 """
 
@@ -16,7 +16,8 @@ import numpy as np
 
 __all__ = [
     "Layout", "PlaneReader", "assemble", "robust_range", "fill_defects", "check_image", "check_data_range",
-    "check_lam", "check_positive_int", "check_seed", "check_bool", "resolve_device", "is_lazy", "n_planes",
+    "check_lam", "check_positive_int", "check_seed", "check_bool", "check_dtype", "result_dtype", "resolve_device",
+    "is_lazy", "n_planes",
 ]
 
 
@@ -101,6 +102,20 @@ def check_bool(value, name: str) -> bool:
     return value
 
 
+def check_dtype(dtype) -> np.dtype | None:
+    """``None``, or ``dtype`` as a numpy dtype of real numbers (``TypeError`` otherwise)."""
+    if dtype is None:
+        return None
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a numpy dtype of real numbers, such as 'float32' or 'uint16'; "
+                        f"got {dtype!r}") from None
+    if found.kind not in "iuf":
+        raise TypeError(f"dtype must hold real numbers (an integer or float type), got {found}")
+    return found.newbyteorder("=")
+
+
 def check_data_range(data_range) -> tuple[float, float] | None:
     """Validate an explicit (low, high) intensity range: finite, low < high."""
     if data_range is None:
@@ -165,7 +180,9 @@ class Layout:
     ints for integer data (so 64-bit values keep every level), floats
     otherwise. ``scale``, within those bounds, names other intensities to
     map to 0 and 1 (the robust range, :func:`robust_range`); values outside
-    it then map outside [0, 1] and are kept, not clipped.
+    it then map outside [0, 1] and are kept, not clipped. ``result`` is the
+    dtype results are given in (``None``: ``dtype``); a float ``result`` of
+    integer data keeps the values between its levels.
     """
 
     shape: tuple[int, ...]
@@ -174,6 +191,11 @@ class Layout:
     lo: float
     hi: float
     scale: tuple | None = None
+    result: np.dtype | None = None
+
+    @property
+    def result_dtype(self) -> np.dtype:
+        return self.dtype if self.result is None else np.dtype(self.result)
 
     @property
     def constant(self) -> bool:
@@ -219,7 +241,9 @@ class Layout:
         return x.astype(np.float32)
 
     def denormalise(self, values: np.ndarray) -> np.ndarray:
-        """[0, 1] floats to the caller's dtype and range; shape unchanged."""
+        """[0, 1] floats to the result dtype and the caller's range; shape unchanged."""
+        if self.dtype.kind in "iu" and self.result_dtype.kind == "f":
+            return self._to_float(np.asarray(values, np.float64))
         if self.scale is not None:
             return self._from_scale(np.asarray(values, np.float64))
         v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
@@ -233,7 +257,16 @@ class Layout:
         if self.dtype.kind in "iu":
             x = np.rint(x)
         np.clip(x, lo, hi, out=x)
-        return x.astype(self.dtype)
+        return x.astype(self.result_dtype)
+
+    def _to_float(self, v: np.ndarray) -> np.ndarray:
+        """Integer data's result as floats: the levels' scale, not rounded to them (float64, then cast)."""
+        a, b = self.scale if self.scale is not None else (self.lo, self.hi)
+        if self.scale is None:
+            v = np.clip(v, 0.0, 1.0)
+        x = float(a) + v * float(b - a)  # Python ints: b - a is exact for any 64-bit levels
+        np.clip(x, *self._clip_bounds(), out=x)
+        return x.astype(self.result_dtype)
 
     # ----- a scale inside the bounds: offsets from its low end, in float64 ----
     @property
@@ -260,7 +293,7 @@ class Layout:
         if self.dtype.kind in "iu":
             x = np.rint(x)
         np.clip(x, lo, hi, out=x)
-        return x.astype(self.dtype)
+        return x.astype(self.result_dtype)
 
 
 def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) -> tuple[float, float]:
@@ -343,6 +376,21 @@ def fill_defects(plane: np.ndarray, margin: float = 1.0) -> np.ndarray:
     return out
 
 
+def result_dtype(dtype, float_result: bool) -> np.dtype:
+    """The dtype of a result for input ``dtype``: its own, or with ``float_result`` and integer input a float
+    that holds its levels' scale (float32 for up to 16 bits, float64 beyond).
+
+    Examples
+    --------
+    >>> result_dtype(np.uint16, True), result_dtype(np.uint16, False), result_dtype(np.float16, True)
+    (dtype('float32'), dtype('uint16'), dtype('float16'))
+    """
+    dtype = np.dtype(dtype)
+    if not float_result or dtype.kind not in "iu":
+        return dtype
+    return np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64)
+
+
 def _bounds(dtype: np.dtype, lo, hi) -> tuple:
     """(lo, hi) as Python ints for integer data with whole-number bounds, else floats."""
     if dtype.kind in "iu" and float(lo).is_integer() and float(hi).is_integer():
@@ -355,7 +403,7 @@ class PlaneReader:
 
     It never holds the whole image as floats, and it reads a dask array one
     plane (or one window of a plane) at a time, so a large stack costs one
-    plane of working memory. Results are collected in the caller's dtype by
+    plane of working memory. Results are collected in the caller's dtype (or ``result``) by
     :meth:`new_output` / :meth:`store` and mapped back to the caller's axis
     order by :meth:`assemble`.
 
@@ -372,10 +420,13 @@ class PlaneReader:
         Without ``data_range``, map the :func:`robust_range` to 0 and 1
         instead of the minimum and maximum (which still bound the result), so
         a few hot pixels do not squeeze the data into a sliver of [0, 1].
+    result : numpy dtype, optional
+        The dtype :meth:`new_output` and :meth:`store` give results in;
+        ``None`` is the caller's (see :func:`result_dtype`).
     """
 
     def __init__(self, arr, channel_axis: int | None, data_range: tuple[float, float] | None = None,
-                 robust: bool = False):
+                 robust: bool = False, result=None):
         if is_lazy(arr):
             import dask
             import dask.array as da
@@ -395,7 +446,8 @@ class PlaneReader:
         if robust and data_range is None and hi > lo:
             scale = robust_range(arr, channel_axis)
             scale = None if scale == (lo, hi) else scale  # no outliers: the plain mapping, bit for bit
-        self.layout = Layout(tuple(arr.shape), dtype, channel_axis, lo, hi, scale)
+        result = None if result is None or np.dtype(result) == dtype else np.dtype(result)
+        self.layout = Layout(tuple(arr.shape), dtype, channel_axis, lo, hi, scale, result)
         # A variance-stabilising transform (.stabilise.Stabiliser) between the [0, 1] planes and the fit, if set.
         self.stabiliser = None
         self._work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
@@ -425,13 +477,13 @@ class PlaneReader:
         return plane if self.stabiliser is None else self.stabiliser.forward(plane)
 
     def new_output(self) -> np.ndarray:
-        """An empty buffer ``(N, H, W, C)`` in the caller's dtype, for :meth:`store`."""
+        """An empty buffer ``(N, H, W, C)`` in the result dtype, for :meth:`store`."""
         h, w, c = self.layout.plane_shape
-        return np.empty((len(self), h, w, c), self.layout.dtype)
+        return np.empty((len(self), h, w, c), self.layout.result_dtype)
 
     def store(self, out: np.ndarray, p: int, values: np.ndarray) -> None:
         """Write float plane ``values`` (on the scale :meth:`read_filled` gives) into plane ``p`` of ``out``
-        in the caller's dtype."""
+        in the result dtype."""
         out[p] = self.layout.denormalise(values if self.stabiliser is None else self.stabiliser.inverse(values))
 
     def assemble(self, out: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ from functools import cached_property, partial
 import numpy as np
 
 from .admm import AdmmFit, to_numpy
-from .layout import (PlaneReader, check_bool, check_data_range, check_image, check_lam, check_positive_int,
-                     check_seed, resolve_device)
+from .layout import (PlaneReader, check_bool, check_data_range, check_dtype, check_image, check_lam,
+                     check_positive_int, check_seed, resolve_device, result_dtype)
 from .noise import noise_model, noise_sigma
 from .presets import Preset, get_preset
 from .stabilise import Stabiliser
@@ -54,8 +54,8 @@ class Snapshot:
         ``(a, b)`` of the noise variance ``a x + b`` when the run fits the
         stabilised image (see :attr:`DipL0Run.noise_model`), else ``None``.
     image : ndarray
-        The whole image at this snapshot in the input's dtype, range and
-        shape: finished planes final, the current one at this estimate, later
+        The whole image at this snapshot in the result's dtype (see
+        :class:`DipL0Run`'s ``dtype``) and the input's range and shape: finished planes final, the current one at this estimate, later
         ones as given. Built on first access, so snapshots nobody looks at
         cost nothing (not even a copy from the GPU).
     """
@@ -158,6 +158,12 @@ class DipL0Run:
         must be the file's pixels (H, W, 3 with ``channel_axis=-1``, or
         H, W for greyscale); the intensity scale is then 0-255 and the image
         is not tiled.
+    dtype : numpy dtype, optional
+        The result's dtype (snapshots' too): the input's, or a floating-point
+        type, which keeps an integer image's result between its levels
+        instead of rounding it to them. ``None`` lets the preset choose
+        (``Preset.float_result``): 'denoise' gives integer images float32
+        (float64 beyond 16 bits), the other modes the input's dtype.
 
     Attributes
     ----------
@@ -221,8 +227,12 @@ class DipL0Run:
         max_memory: int | None = None,
         data_range: tuple[float, float] | None = None,
         jpeg=None,
+        dtype=None,
     ):
         arr, channel_axis = check_image(image, channel_axis)
+        dtype = check_dtype(dtype)
+        if dtype is not None and dtype.kind != "f" and dtype != arr.dtype.newbyteorder("="):
+            raise TypeError(f"dtype must be the image's ({arr.dtype}) or a floating-point type, got {dtype}")
         self.jpeg = None if jpeg is None else _jpeg_constraint(jpeg, arr.shape, channel_axis, data_range)
         if self.jpeg is not None:
             data_range = (0, 255)  # the file's sample scale
@@ -250,8 +260,11 @@ class DipL0Run:
         self.seed = check_seed(seed)
         self.device = resolve_device(device)
         self.tile_size, self.tile_overlap = check_tiling(tile_size, tile_overlap)
-        check_memory(arr.shape, channel_axis, arr.dtype, self.preset, self.tile_size, self.tile_overlap, max_memory)
-        self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust)
+        if dtype is None:
+            dtype = result_dtype(arr.dtype, self.preset.float_result)
+        check_memory(arr.shape, channel_axis, dtype, self.preset, self.tile_size, self.tile_overlap, max_memory)
+        self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust,
+                                  result=dtype)
         self.noise_model = stabilise(self.preset, self.reader, self.jpeg)
         self.noise = None
         if auto:
@@ -297,7 +310,7 @@ class DipL0Run:
                             tile=t, tiles=tiles, kept=kept, noise_model=model)
 
         if layout.constant:
-            yield snapshot(self.total, n - 1, tiles - 1, {}, lambda: np.full(layout.shape, layout.lo, layout.dtype))
+            yield snapshot(self.total, n - 1, tiles - 1, {}, lambda: np.full(layout.shape, layout.lo, layout.result_dtype))
             return
         out = reader.new_output()  # plane p is filled when it is done
         fits: list[AdmmFit | None] = [None] * tiles  # tile t of plane p warm-starts from tile t of plane p - 1
