@@ -3,8 +3,9 @@
 Every array enters the solvers as float32 planes of shape ``(H, W, C)`` on the
 [0, 1] scale (one plane per index of the leading axes, ``C`` = channels or 1),
 read one at a time by :class:`PlaneReader`, and leaves in the caller's dtype
-(or a float one, :func:`result_dtype`), value range and axis order. Every ``check_*`` function raises ``TypeError`` or
-``ValueError`` naming the problem, so front ends report it before any work.
+(or a float one, :func:`result_dtype`), value range and axis order. Every
+``check_*`` function raises ``TypeError`` or ``ValueError`` naming the
+problem, so front ends report it before any work.
 """
 
 from __future__ import annotations
@@ -403,9 +404,9 @@ class PlaneReader:
 
     It never holds the whole image as floats, and it reads a dask array one
     plane (or one window of a plane) at a time, so a large stack costs one
-    plane of working memory. Results are collected in the caller's dtype (or ``result``) by
-    :meth:`new_output` / :meth:`store` and mapped back to the caller's axis
-    order by :meth:`assemble`.
+    plane of working memory. Results are collected in the caller's dtype (or
+    ``result``) by :meth:`new_output` / :meth:`store` and mapped back to the
+    caller's axis order by :meth:`assemble`.
 
     Parameters
     ----------

@@ -55,8 +55,9 @@ class Snapshot:
         stabilised image (see :attr:`DipL0Run.noise_model`), else ``None``.
     image : ndarray
         The whole image at this snapshot in the result's dtype (see
-        :class:`DipL0Run`'s ``dtype``) and the input's range and shape: finished planes final, the current one at this estimate, later
-        ones as given. Built on first access, so snapshots nobody looks at
+        :class:`DipL0Run`'s ``dtype``) and the input's range and shape:
+        finished planes final, the current one at this estimate, later ones
+        as given. Built on first access, so snapshots nobody looks at
         cost nothing (not even a copy from the GPU).
     """
 
