@@ -48,7 +48,8 @@ def sweep(args) -> None:
             path, decoded = jq.encode(tmp, name, truth, q)
             store.put("input", q, name, {"psnr": jq.psnr(truth, decoded),
                                          "dc_step": float(read_jpeg_constraint(path).tables[0][0, 0])})
-            shipped = get_preset("deblock")
+            # One box per run, whatever the file's step: the preset's rule for fine steps is read off these tables.
+            shipped = replace(get_preset("deblock"), jpeg_box_fine=0.0)
             runs = [(str(lam), lam, shipped) for lam in args.lams]
             lam = shipped.lam_jpeg
             runs += [(f"{lam:g}, box {b:g}", lam, replace(shipped, jpeg_box=b)) for b in args.boxes]
@@ -102,13 +103,15 @@ def table(out: Path) -> str:
         lines.append(f"| {q} | " + " | ".join("—" if g is None else f"{g:+.2f} ({cell(gain(lam, q, True))})"
                                              for g, lam in zip(gains, lams))
                      + f" | {best if best is not None else '—'} | {step:g} |")
-    # The pictures every box was run on (the boxes were tried before the stains joined the tuning set).
-    among = [n for n in names if all(f"{b}|{q}|{n}" in rows for b in boxed for q in qs)]
-    if boxed and among:
-        cols = [*boxed, *dict.fromkeys(b.split(",")[0] for b in boxed)]  # and each λ at the preset's box
-        lines += ["", "Other boxes (the middle fraction of each interval the estimates are projected onto), each at "
-                      f"the λ named, on {', '.join(among)}: mean gain (dB), and in brackets the worst picture's:", "",
-                  "| quality | " + " | ".join(f"λ {b}" if ", box" in b else f"λ {b}, box {box:g}" for b in cols)
+    # Per λ, over the pictures its boxes were run on (λ 0.04's before the stains joined the tuning set).
+    for lam in sorted({b.split(",")[0] for b in boxed}, key=float, reverse=True):
+        cols = [b for b in boxed if b.split(",")[0] == lam] + [lam]  # and λ at the preset's box
+        among = [n for n in names if all(f"{b}|{q}|{n}" in rows for b in cols for q in qs)]
+        if not among:
+            continue
+        lines += ["", f"Other boxes (the middle fraction of each interval the estimates are projected onto) at λ {lam}, "
+                      f"on {', '.join(among)}: mean gain (dB), and in brackets the worst picture's:", "",
+                  "| quality | " + " | ".join(b.split(", ")[1] if ", box" in b else f"box {box:g}" for b in cols)
                   + " |", "|---|" + "---|" * len(cols)]
         for q in qs:
             lines.append(f"| {q} | " + " | ".join(f"{cell(gain(b, q, among=among))} "

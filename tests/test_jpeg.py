@@ -1,5 +1,7 @@
 """The JPEG quantisation constraint: reading files, the projection, and runs that use it."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from napari_dip_l0.core.jpeg import read_jpeg_constraint
 
 def _save(tmp_path, img, name, **kwargs):
     path = tmp_path / name
-    Image.fromarray(img).save(path, quality=10, **kwargs)
+    Image.fromarray(img).save(path, **{"quality": 10, **kwargs})
     return path
 
 
@@ -205,6 +207,27 @@ def test_auto_lam_with_the_file_and_without(tmp_path):
     assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path, lam=0.03).preset.lam == 0.03
     # Other modes keep their own rule with a file too (smoothing a JPEG's pixels within its set).
     assert DipL0Run(decoded, "smooth", channel_axis=-1, jpeg=path).preset.lam == PRESETS["smooth"].lam
+
+
+def test_box_follows_the_files_quantisation_step(tmp_path):
+    from napari_dip_l0.core.presets import PRESETS
+
+    shipped = PRESETS["deblock"]
+    assert 0 < shipped.jpeg_box_fine < shipped.jpeg_box
+    crop = data.astronaut()[100:148, 120:184]
+    for quality, box in ((10, shipped.jpeg_box), (20, shipped.jpeg_box_fine), (50, shipped.jpeg_box_fine)):
+        path = _save(tmp_path, crop, f"q{quality}.jpg", quality=quality)
+        qcs = read_jpeg_constraint(path)
+        assert (qcs.dc_step < shipped.jpeg_fine_step) == (box == shipped.jpeg_box_fine)
+        decoded = np.asarray(Image.open(path).convert("RGB"))
+        run = DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=qcs, iterations=2, device="cpu")
+        assert run.preset.jpeg_box == box
+        result = run.run()
+        assert qcs.violation(_tensor(result), box=box).max() < 0.06  # within the box it chose
+    # Without a fine box, or without a file, the box stays.
+    coarse = replace(shipped, jpeg_box_fine=0.0)
+    assert DipL0Run(decoded, preset=coarse, channel_axis=-1, jpeg=qcs, iterations=1).preset.jpeg_box == shipped.jpeg_box
+    assert DipL0Run(decoded, "deblock", channel_axis=-1, iterations=1).preset.jpeg_box == shipped.jpeg_box
 
 
 def test_box_narrows_the_set_and_is_checked(grey_file):

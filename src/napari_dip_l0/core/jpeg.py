@@ -85,6 +85,11 @@ class JpegConstraint:
     def channels(self) -> int:
         return len(self.coefficients)
 
+    @property
+    def dc_step(self) -> float:
+        """The luma (or grey) DC quantisation step: how coarse the file is (Pillow's quality 10: 80)."""
+        return float(self.tables[0][0, 0])
+
     def _tensors(self, dtype, device):
         key = (dtype, str(device))
         if key not in self._cache:

@@ -22,7 +22,7 @@ from .presets import Preset, get_preset
 from .stabilise import Stabiliser
 from .tiling import Mosaic, check_memory, check_tiling, tile_grid
 
-__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam", "stabilise"]
+__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam", "jpeg_box", "stabilise"]
 
 
 class Snapshot:
@@ -154,8 +154,9 @@ class DipL0Run:
         and tables bound where the true image can lie (see :mod:`.jpeg`):
         the fit is to the decoded pixels as without the file, and every
         estimate it gives (preview, snapshots, result) is projected onto that
-        set (its middle ``preset.jpeg_box`` fraction); with ``lam='auto'`` λ
-        is ``preset.lam_jpeg``. ``image``
+        set (its middle ``preset.jpeg_box`` fraction, ``preset.jpeg_box_fine``
+        for a finely quantised file, see :func:`jpeg_box`); with
+        ``lam='auto'`` λ is ``preset.lam_jpeg``. ``image``
         must be the file's pixels (H, W, 3 with ``channel_axis=-1``, or
         H, W for greyscale); the intensity scale is then 0-255 and the image
         is not tiled.
@@ -252,6 +253,8 @@ class DipL0Run:
         if l0_solver is not None:
             overrides["l0_solver"] = l0_solver
         self.preset = replace(preset, **overrides)  # Preset checks its fields
+        if self.jpeg is not None:
+            self.preset = jpeg_box(self.preset, self.jpeg)
         self.warm_start = check_bool(warm_start, "warm_start")
         if not warm_start:
             warm_iterations = self.preset.iterations
@@ -377,6 +380,15 @@ def choose_lam(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[Preset, 
     # Bounded so a noiseless image still gets a well-posed ℓ0 step and a pure-noise one is not erased.
     lam = min(max(preset.lam_noise * sigma**2, 1e-5), 0.1)
     return replace(preset, lam=lam), sigma
+
+
+def jpeg_box(preset: Preset, jpeg) -> Preset:
+    """``preset`` with the box it uses for the file ``jpeg`` (a :class:`.jpeg.JpegConstraint`) as its
+    ``jpeg_box``: ``jpeg_box_fine`` where that is set and the file's luma DC step is below
+    ``jpeg_fine_step``, else ``jpeg_box`` as it is."""
+    if preset.jpeg_box_fine > 0 and jpeg.dc_step < preset.jpeg_fine_step:
+        return replace(preset, jpeg_box=preset.jpeg_box_fine)
+    return preset
 
 
 def stabilise(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[float, float] | None:
