@@ -551,6 +551,7 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     assert any("quantisation tables" in str(n.message) for n in notes)
     out = _result(viewer, "photo")
     assert out.metadata["dip_l0"]["jpeg_file"] == str(path)
+    assert out.metadata["dip_l0"]["jpeg_box"] == PRESETS["deblock"].jpeg_box  # quality 10: not a fine step
     rgb = np.ascontiguousarray(out.data.transpose(2, 0, 1), np.float64)[None] / 255
     assert read_jpeg_constraint(path).violation(torch.from_numpy(rgb)).max() < 0.06
     # Edited pixels are not the file's any more: deblocked as pixels, and the widget says why.
@@ -560,6 +561,7 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     assert "quantisation" not in str(widget.status.value)
     assert any("differ from its JPEG file" in str(n.message) for n in notes)
     assert viewer.layers[-1].metadata["dip_l0"]["jpeg_file"] is None
+    assert viewer.layers[-1].metadata["dip_l0"]["jpeg_box"] is None
     # Smoothing never uses the file.
     widget.replace.value = False
     _run(qtbot, widget, mode="edge-preserving smoothing", iterations=2)

@@ -948,6 +948,8 @@ def _provenance(job: _Job, snap) -> dict:
         # (a, b) of the noise variance a·x + b on the [0, 1] scale when the fit (and λ) was on the stabilised image
         "noise_model": list(snap.noise_model) if snap.noise_model else None,
         "l0_solver": snap.preset.l0_solver,  # the solver used, also when the preset chose it
+        # the fraction of each quantisation interval estimates were kept in, when deblocking from the file
+        "jpeg_box": snap.preset.jpeg_box if job.params.get("jpeg_file") else None,
         "iterations_done": snap.iteration,
         "planes": "all" if job.sel.plane_index is None else list(job.sel.plane_index),
         "seconds": round(snap.seconds, 3),
