@@ -125,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def io_args(p):
         p.add_argument("input", type=Path, help=f"input image ({', '.join(SUPPORTED)})")
-        p.add_argument("-o", "--output", type=Path, required=True, help="output image; TIFF keeps the input's dtype (denoise: float32 for integer images, "
-                            "whose denoised values lie between their levels; PNG rounds them)")
+        p.add_argument("-o", "--output", type=Path, required=True,
+                       help="output image; TIFF keeps the input's dtype (denoise: float32 for integer images, whose "
+                            "denoised values lie between their levels; PNG rounds them)")
         p.add_argument("--channel-axis", type=_channel_axis, default="auto",
                        help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
 
