@@ -80,6 +80,12 @@ def test_float_result_on_request_and_in_denoise_mode(dtype):
     assert DipL0Run(img, "deblock", iterations=2, device="cpu").run().dtype == dtype
     flat = np.full((10, 12), 7, dtype)
     np.testing.assert_array_equal(DipL0Run(flat, "denoise", iterations=2, device="cpu").run(), flat.astype(want))
+    # A float too narrow for the image's values is refused, not filled with inf.
+    bright = np.full((10, 12), 65535, np.uint16)
+    bright[0, 0] = 0
+    with pytest.raises(ValueError, match="float16 cannot hold"):
+        DipL0Run(bright, iterations=1, dtype=np.float16)
+    assert DipL0Run(bright // 2, iterations=1, dtype=np.float16).run().dtype == np.float16
 
 
 def test_deterministic_same_seed():

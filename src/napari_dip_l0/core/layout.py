@@ -448,6 +448,8 @@ class PlaneReader:
             scale = robust_range(arr, channel_axis)
             scale = None if scale == (lo, hi) else scale  # no outliers: the plain mapping, bit for bit
         result = None if result is None or np.dtype(result) == dtype else np.dtype(result)
+        if result is not None and result.kind == "f" and max(abs(float(lo)), abs(float(hi))) > np.finfo(result).max:
+            raise ValueError(f"dtype {result} cannot hold this image's values ({lo} to {hi}); choose a wider one")
         self.layout = Layout(tuple(arr.shape), dtype, channel_axis, lo, hi, scale, result)
         # A variance-stabilising transform (.stabilise.Stabiliser) between the [0, 1] planes and the fit, if set.
         self.stabiliser = None
