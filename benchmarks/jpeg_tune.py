@@ -109,8 +109,8 @@ def table(out: Path) -> str:
         among = [n for n in names if all(f"{b}|{q}|{n}" in rows for b in cols for q in qs)]
         if not among:
             continue
-        lines += ["", f"Other boxes (the middle fraction of each interval the estimates are projected onto) at λ {lam}, "
-                      f"on {', '.join(among)}: mean gain (dB), and in brackets the worst picture's:", "",
+        lines += ["", "Other boxes (the middle fraction of each interval the estimates are projected onto) "
+                      f"at λ {lam}, on {', '.join(among)}: mean gain (dB), and in brackets the worst picture's:", "",
                   "| quality | " + " | ".join(b.split(", ")[1] if ", box" in b else f"box {box:g}" for b in cols)
                   + " |", "|---|" + "---|" * len(cols)]
         for q in qs:

@@ -430,7 +430,8 @@ def main() -> None:
              if r["method"] == "input" and (i := r["image"]) in labels]
     if clean:  # the score's ceiling: the noise-free crops, segmented the same way
         text += (f"\n\nThe clean crops themselves, segmented the same way, score a nuclei F1 of "
-                 f"{np.mean(clean):.3f}: Otsu's threshold splits and merges some of stardist's nuclei even without noise.")
+                 f"{np.mean(clean):.3f}: Otsu's threshold splits and merges some of stardist's nuclei even "
+                 "without noise.")
     if any(r["method"] == ours for r in rows):
         text += "\n\n" + detail_table(rows, ours, peers)
         text += longer_note(rows)

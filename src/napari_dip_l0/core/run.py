@@ -314,7 +314,8 @@ class DipL0Run:
                             tile=t, tiles=tiles, kept=kept, noise_model=model)
 
         if layout.constant:
-            yield snapshot(self.total, n - 1, tiles - 1, {}, lambda: np.full(layout.shape, layout.lo, layout.result_dtype))
+            flat = partial(np.full, layout.shape, layout.lo, layout.result_dtype)
+            yield snapshot(self.total, n - 1, tiles - 1, {}, flat)
             return
         out = reader.new_output()  # plane p is filled when it is done
         fits: list[AdmmFit | None] = [None] * tiles  # tile t of plane p warm-starts from tile t of plane p - 1

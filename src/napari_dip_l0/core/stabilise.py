@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 from scipy.ndimage import median_filter
+from scipy.stats import chi2
 
 __all__ = ["Stabiliser", "fit_noise_model"]
 
@@ -66,9 +67,9 @@ def fit_noise_model(planes: list[np.ndarray], bins: int = 16) -> tuple[float, fl
         return 0.0, float(d2.mean()) if d2.size else 0.0
     centres, variances, counts = [], [], []
     for group in np.array_split(np.argsort(m, kind="stable"), bins):
-        sq = np.sort(d2[group])[: max(1, int(0.98 * group.size))]
+        sq = np.sort(d2[group])[: max(1, int(_KEEP * group.size))]
         centres.append(m[group].mean())
-        variances.append(sq.mean() / _TRIM_98)
+        variances.append(sq.mean() / _KEPT_MEAN_SQUARE)
         counts.append(group.size)
     centres, variances, counts = map(np.asarray, (centres, variances, counts))
     X = np.stack([centres, np.ones(bins)], 1)
@@ -89,8 +90,10 @@ def fit_noise_model(planes: list[np.ndarray], bins: int = 16) -> tuple[float, fl
     return float(a), float(max(b, 0.0))
 
 
-# E[Z² | Z² below its 98th percentile] for Gaussian Z: the mean square of the kept 98 %, per unit variance.
-_TRIM_98 = 0.8735
+# The fraction of each group's squared details kept, and E[Z² | Z² below that quantile] for standard Gaussian Z
+# (the mean square of what is kept, per unit variance: P(χ²₃ < q) / P(χ²₁ < q) at q the χ²₁ quantile).
+_KEEP = 0.98
+_KEPT_MEAN_SQUARE = float(chi2.cdf(chi2.ppf(_KEEP, 1), 3) / _KEEP)
 
 
 class Stabiliser:
