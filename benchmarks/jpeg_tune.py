@@ -1,17 +1,21 @@
-"""λ and box for deblocking from a JPEG file, quality by quality, on jpeg_quality.py's tuning pictures (not a test).
+"""λ, box and network form for deblocking from a JPEG file, quality by quality, on jpeg_quality.py's tuning pictures.
 
-    python benchmarks/jpeg_tune.py [--qualities 5 10 20 30 50] [--lams ...] [--boxes ...] [--size 64] [--tag NAME]
+    python benchmarks/jpeg_tune.py [--qualities 5 10 20 30 50] [--lams ...] [--boxes ...] [--stop-lams ...]
+                                   [--auto] [--size 64] [--tag NAME]
     python benchmarks/jpeg_tune.py --table
 
-Every run is ``dip_l0_deblock(path, lam=λ)``: the 'deblock' preset on the
-file's pixels, its estimates projected onto the middle ``jpeg_box`` fraction of
-each quantisation interval of the file. The pictures are jpeg_quality.py's
-tuning crops (chelsea, coffee, rocket, and crops of the IHC and H&E stains),
-never its reported ones. Each cell is
-the mean PSNR gain over the decoded input (dB). First table: fixed λ at the
-preset's box, then the best λ, the file's luma DC quantisation step (what the
-quality factor sets), with the worst picture's gain in brackets.
-Second table: other boxes, at the λ that was the preset's when they ran. Results resume from OUT/jpeg_tune_TAG.json.
+Not a test. Every run is ``DipL0Run(pixels, jpeg=path, ...)`` on a tuning
+crop (chelsea, coffee, rocket, and crops of the IHC and H&E stains; never
+jpeg_quality.py's reported ones) re-encoded at each quality, its estimates
+projected onto the middle ``jpeg_box`` fraction of each quantisation interval
+of the file. Each cell is the mean PSNR gain over the decoded input (dB), the
+worst picture's in brackets. First table (--lams): the residual network of the
+first file preset (the pixels' 'deblock' preset within the middle half), fixed
+λ, then the best λ and the file's luma DC quantisation step (what the quality
+factor sets). Second (--boxes): other boxes at λ 0.08. Third (--stop-lams,
+--auto): the shipped file preset (``get_preset('deblock', jpeg=True)``: the
+network fits the image, stopped by the spread rule) at fixed λ and at λ 'auto'.
+Results resume from OUT/jpeg_tune_TAG.json.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from napari_dip_l0.core.presets import get_preset
 
 LAMS = [0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16]
 BOXES = [1.0, 0.75, 0.25]
+STOP_LAMS = [0.003, 0.01, 0.03, 0.1]
+# The file preset of the first sweeps: the pixels' residual network (300 iterations), one box at any quality.
+RESIDUAL = replace(get_preset("deblock"), jpeg_box=0.5)
+RESIDUAL_LAM = 0.08  # the λ at which its other boxes ran
 
 
 def tuning_pictures() -> dict[str, np.ndarray]:
@@ -49,10 +57,10 @@ def sweep(args) -> None:
             store.put("input", q, name, {"psnr": jq.psnr(truth, decoded),
                                          "dc_step": float(read_jpeg_constraint(path).tables[0][0, 0])})
             # One box per run, whatever the file's step: the preset's rule for fine steps is read off these tables.
-            shipped = replace(get_preset("deblock"), jpeg_box_fine=0.0)
-            runs = [(str(lam), lam, shipped) for lam in args.lams]
-            lam = shipped.lam_jpeg
-            runs += [(f"{lam:g}, box {b:g}", lam, replace(shipped, jpeg_box=b)) for b in args.boxes]
+            runs = [(str(lam), lam, RESIDUAL) for lam in args.lams]
+            runs += [(f"{RESIDUAL_LAM:g}, box {b:g}", RESIDUAL_LAM, replace(RESIDUAL, jpeg_box=b)) for b in args.boxes]
+            runs += [(f"stop {lam:g}", lam, get_preset("deblock", jpeg=True)) for lam in args.stop_lams]
+            runs += [("stop auto", "auto", get_preset("deblock", jpeg=True))] if args.auto else []
             for key, lam, preset in runs:
                 if store.get(key, q, name) or store.key(key, q, name) in done:
                     continue
@@ -77,8 +85,7 @@ def table(out: Path) -> str:
     # Other boxes, each run at the λ that was the preset's then: "λ, box b"
     boxed = sorted({k.split("|")[0] for k in rows if ", box " in k}, key=lambda b: (b.split(",")[0], b),
                    reverse=True)
-    shipped = get_preset("deblock")
-    box = shipped.jpeg_box
+    box = RESIDUAL.jpeg_box
 
     def gain(lam, q, worst=False, among=names):
         vals = [rows.get(f"{lam}|{q}|{n}") for n in among]
@@ -90,9 +97,9 @@ def table(out: Path) -> str:
     def cell(g):
         return "—" if g is None else f"{g:+.2f}"
 
-    lines = [f"Mean PSNR gain over the decoded input (dB), {len(names)} tuning pictures of {jq.SIZE}² "
-             f"({', '.join(names)}), `dip_l0_deblock(path, lam=λ)` (box {box:g}); in brackets the worst "
-             f"picture's. The preset's λ 'auto' is {shipped.lam_jpeg:g}.", "",
+    lines = [(f"Mean PSNR gain over the decoded input (dB), {len(names)} tuning pictures of {jq.SIZE}² "
+              f"({', '.join(names)}), the residual network of {RESIDUAL.iterations} iterations within the "
+              f"middle {box:g} of each interval; in brackets the worst picture's."), "",
              "| quality | " + " | ".join(f"λ {lam:g}" for lam in lams) + " | best λ | luma DC step |",
              "|---|" + "---|" * (len(lams) + 2)]
     for q in qs:
@@ -116,6 +123,23 @@ def table(out: Path) -> str:
         for q in qs:
             lines.append(f"| {q} | " + " | ".join(f"{cell(gain(b, q, among=among))} "
                                                  f"({cell(gain(b, q, True, among))})" for b in cols) + " |")
+    stops = sorted({float(k.split("|")[0][5:]) for k in rows if k.startswith("stop ") and "auto" not in k})
+    if stops:
+        filed = get_preset("deblock", jpeg=True)
+        lines += ["", (f"The network fitting the image itself, stopped by the spread rule (`FILE_PRESETS['deblock']`:"
+                       f" patience {filed.patience}, cap {filed.iterations}, box {filed.jpeg_box:g}, "
+                       f"{filed.jpeg_box_fine:g} where the luma DC step is below {filed.jpeg_fine_step:g}), against "
+                       f"the residual network at λ {RESIDUAL_LAM:g} with the same boxes: mean gain (dB), and in "
+                       "brackets the worst picture's:"), "",
+                  "| quality | " + " | ".join(f"λ {lam:g}" for lam in stops)
+                  + f" | λ auto ({filed.lam_step:g} × step / 255) | residual, λ {RESIDUAL_LAM:g} |",
+                  "|---|" + "---|" * (len(stops) + 2)]
+        for q in qs:
+            fine = rows[f"input|{q}|{names[0]}"]["dc_step"] < filed.jpeg_fine_step
+            old = f"{RESIDUAL_LAM:g}, box {filed.jpeg_box_fine:g}" if fine else f"{RESIDUAL_LAM:g}"
+            lines.append(f"| {q} | " + " | ".join(f"{cell(gain(b, q))} ({cell(gain(b, q, True))})"
+                                                 for b in [f"stop {lam:g}" for lam in stops] + ["stop auto", old])
+                         + " |")
     return "\n".join(lines)
 
 
@@ -123,7 +147,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--qualities", type=int, nargs="+", default=jq.QUALITIES)
     ap.add_argument("--lams", type=float, nargs="*", default=LAMS)
-    ap.add_argument("--boxes", type=float, nargs="*", default=BOXES, help="other boxes to run at the preset's λ")
+    ap.add_argument("--boxes", type=float, nargs="*", default=BOXES, help=f"other boxes to run at λ {RESIDUAL_LAM:g}")
+    ap.add_argument("--stop-lams", type=float, nargs="*", default=STOP_LAMS,
+                    help="λ of the file preset (fitting the image, stopped by the spread rule) to run")
+    ap.add_argument("--auto", action="store_true", help="also run the file preset as shipped (λ 'auto')")
     ap.add_argument("--size", type=int, default=64, help="side of the crops (default 64)")
     ap.add_argument("--tag", default="main", help="name of this process's results file")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))

@@ -195,24 +195,33 @@ def test_projection_leaves_the_true_image_where_it_is(grey_file):
     assert float((qcs.project(_tensor(truth)) - _tensor(truth)).abs().max()) * 255 < 0.1
 
 
-def test_auto_lam_with_the_file_and_without(tmp_path):
-    from napari_dip_l0.core.presets import PRESETS
+def test_a_file_gets_the_file_preset(tmp_path):
+    from napari_dip_l0.core.presets import FILE_PRESETS, PRESETS
 
-    shipped = PRESETS["deblock"]
+    filed, pixels = FILE_PRESETS["deblock"], PRESETS["deblock"]
     path = _save(tmp_path, data.astronaut()[100:148, 120:184], "q10.jpg")
     decoded = np.asarray(Image.open(path).convert("RGB"))
-    assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path).preset.lam == shipped.lam_jpeg
-    assert DipL0Run(decoded, "deblock", channel_axis=-1).preset.lam == shipped.lam  # pixels alone
-    assert shipped.lam_jpeg != shipped.lam
-    assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path, lam=0.03).preset.lam == 0.03
-    # Other modes keep their own rule with a file too (smoothing a JPEG's pixels within its set).
-    assert DipL0Run(decoded, "smooth", channel_axis=-1, jpeg=path).preset.lam == PRESETS["smooth"].lam
+    with_file = DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path).preset
+    # Quality 10: the coarse box, λ from the file's luma DC step.
+    assert with_file == replace(filed, lam=filed.lam_step * read_jpeg_constraint(path).dc_step / 255)
+    assert not with_file.residual and with_file.patience > 0  # fits the image, stopped by the spread rule
+    # The coarser the file, the larger λ.
+    fine = _save(tmp_path, data.astronaut()[100:148, 120:184], "q50.jpg", quality=50)
+    assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path).preset.lam > DipL0Run(
+        np.asarray(Image.open(fine).convert("RGB")), "deblock", channel_axis=-1, jpeg=fine).preset.lam > 0
+    assert DipL0Run(decoded, "deblock", channel_axis=-1).preset == pixels  # pixels alone
+    assert pixels.residual and filed.lam != pixels.lam
+    assert DipL0Run(decoded, "deblock", channel_axis=-1, jpeg=path, lam=0.005).preset.lam == 0.005
+    # Other modes keep their own preset with a file too (smoothing a JPEG's pixels within its set).
+    assert DipL0Run(decoded, "smooth", channel_axis=-1, jpeg=path).preset == PRESETS["smooth"]
+    # A preset given explicitly is used as it is, with a file or not.
+    assert DipL0Run(decoded, preset=pixels, channel_axis=-1, jpeg=path).preset == pixels
 
 
 def test_box_follows_the_files_quantisation_step(tmp_path):
-    from napari_dip_l0.core.presets import PRESETS
+    from napari_dip_l0.core.presets import FILE_PRESETS, PRESETS
 
-    shipped = PRESETS["deblock"]
+    shipped = FILE_PRESETS["deblock"]
     assert 0 < shipped.jpeg_box_fine < shipped.jpeg_box
     crop = data.astronaut()[100:148, 120:184]
     for quality, box in ((10, shipped.jpeg_box), (20, shipped.jpeg_box_fine), (50, shipped.jpeg_box_fine)):
@@ -227,7 +236,7 @@ def test_box_follows_the_files_quantisation_step(tmp_path):
     # Without a fine box, or without a file, the box stays.
     coarse = replace(shipped, jpeg_box_fine=0.0)
     assert DipL0Run(decoded, preset=coarse, channel_axis=-1, jpeg=qcs, iterations=1).preset.jpeg_box == shipped.jpeg_box
-    assert DipL0Run(decoded, "deblock", channel_axis=-1, iterations=1).preset.jpeg_box == shipped.jpeg_box
+    assert DipL0Run(decoded, "deblock", channel_axis=-1, iterations=1).preset.jpeg_box == PRESETS["deblock"].jpeg_box
 
 
 def test_box_narrows_the_set_and_is_checked(grey_file):

@@ -16,7 +16,7 @@ from qtpy.QtCore import QThreadPool  # noqa: E402
 
 from napari_dip_l0 import _widget  # noqa: E402
 from napari_dip_l0._widget import DipL0Widget, RunState  # noqa: E402
-from napari_dip_l0.core.presets import PRESETS  # noqa: E402
+from napari_dip_l0.core.presets import FILE_PRESETS, PRESETS  # noqa: E402
 
 TIMEOUT = 120_000
 MANIFEST = yaml.safe_load((Path(_widget.__file__).parent / "napari.yaml").read_text(encoding="utf-8"))
@@ -546,19 +546,39 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     layer = viewer.open(path)[0]
     assert str(layer.source.path) == str(path)
     widget.image.value = layer
-    _run(qtbot, widget, mode="JPEG deblocking", iterations=4)
+    widget.mode.value = "JPEG deblocking"
+    # A layer from a JPEG file loads the file preset's λ and iteration cap, a plain layer the pixels' preset.
+    assert widget.iterations.value == FILE_PRESETS["deblock"].iterations
+    assert widget.lam.value == pytest.approx(FILE_PRESETS["deblock"].lam)
+    plain = viewer.add_image(data.astronaut()[:40, :48], name="plain")
+    widget.image.value = plain
+    assert widget.iterations.value == PRESETS["deblock"].iterations
+    widget.image.value = layer
+    assert widget.iterations.value == FILE_PRESETS["deblock"].iterations
+    viewer.layers.remove(plain)
+    widget.image.value = layer
+    _run(qtbot, widget, iterations=4)
     assert "quantisation tables" in str(widget.status.value)
     assert any("quantisation tables" in str(n.message) for n in notes)
     out = _result(viewer, "photo")
     assert out.metadata["dip_l0"]["jpeg_file"] == str(path)
-    assert out.metadata["dip_l0"]["jpeg_box"] == PRESETS["deblock"].jpeg_box  # quality 10: not a fine step
+    assert out.metadata["dip_l0"]["jpeg_box"] == FILE_PRESETS["deblock"].jpeg_box  # quality 10: not a fine step
     rgb = np.ascontiguousarray(out.data.transpose(2, 0, 1), np.float64)[None] / 255
     assert read_jpeg_constraint(path).violation(torch.from_numpy(rgb)).max() < 0.06
-    # Edited pixels are not the file's any more: deblocked as pixels, and the widget says why.
+    # Edited pixels are not the file's any more: deblocked as pixels, and the widget says why; the file
+    # preset's cap shown becomes the pixels' preset's count.
     layer.data = layer.data // 2
     notes.clear()
-    _run(qtbot, widget, iterations=2)
+    widget.iterations.value = FILE_PRESETS["deblock"].iterations
+    widget.run()
+    worker = widget.worker
+    with qtbot.waitSignal(worker.yielded, timeout=TIMEOUT):
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        widget.stop()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5000)
     assert "quantisation" not in str(widget.status.value)
+    assert viewer.layers[-1].metadata["dip_l0"]["iterations"] == PRESETS["deblock"].iterations
     assert any("differ from its JPEG file" in str(n.message) for n in notes)
     assert viewer.layers[-1].metadata["dip_l0"]["jpeg_file"] is None
     assert viewer.layers[-1].metadata["dip_l0"]["jpeg_box"] is None

@@ -38,7 +38,7 @@ from . import __version__, iter_dip_l0, l0_smooth
 from .core.api import l0_preview
 from .core.l0 import L0_SOLVERS
 from .core.layout import n_planes
-from .core.presets import PRESETS
+from .core.presets import FILE_PRESETS, PRESETS, Preset, get_preset
 
 MODES = {"edge-preserving smoothing": "smooth", "camera-noise denoising": "denoise", "JPEG deblocking": "deblock"}
 CURRENT, ALL = "current plane", "all planes"
@@ -407,13 +407,14 @@ class DipL0Widget(Container):
                              tooltip="Edge-preserving smoothing flattens texture and keeps edges; camera-noise "
                                      "denoising is for photon-limited data such as fluorescence (λ follows the "
                                      "noise the image shows; slower); JPEG deblocking removes 8×8 block "
-                                     "artefacts. Changing it loads the mode's λ and iterations.")
+                                     "artefacts (with the file's tables, for a layer opened from a JPEG "
+                                     "file). Changing it loads the mode's λ and iterations.")
         self.lam_auto = CheckBox(text="automatic λ", value=True,
                                  tooltip="Let the mode choose λ: camera-noise denoising measures the image's "
                                          "noise, evens out how it grows with brightness and sets λ from it; "
-                                         "JPEG deblocking of a layer opened from a JPEG file takes a stronger "
-                                         "λ, since the file's tables bound the result; otherwise the mode's "
-                                         "tuned λ. The λ used is in the result's name.")
+                                         "JPEG deblocking of a layer opened from a JPEG file sets it from the "
+                                         "file's quantisation step (the coarser, the stronger); otherwise the "
+                                         "mode's tuned λ. The λ used is in the result's name.")
         self.lam = FloatSpinBox(label="λ (strength)", value=smooth.lam, min=0.0, max=1.0, step=0.005,
                                 tooltip="Smoothing strength: weight of the ℓ0 gradient term, on the image's "
                                         "intensities scaled to 0–1 (no unit; typical 0.005–0.1; camera-noise "
@@ -423,7 +424,9 @@ class DipL0Widget(Container):
         self.iterations = SpinBox(label="iterations", value=smooth.iterations, min=1, max=100_000,
                                   tooltip="Optimisation steps for the image, or the first plane of a stack "
                                           "(count). More: a closer fit and a longer run. Later planes start "
-                                          "from the previous one and take fewer.")
+                                          "from the previous one and take fewer. Camera-noise denoising, and "
+                                          "deblocking a layer opened from a JPEG file, stop by themselves once "
+                                          "the fit turns to the noise: for them it is a cap.")
         self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT,
                                tooltip="Stacks and time series: only the plane shown in the viewer, or every "
                                        "plane (each later plane starts from the previous one).")
@@ -490,6 +493,8 @@ class DipL0Widget(Container):
             getattr(self, name).changed.connect(self._save_settings)
             getattr(self, name).changed.connect(self._clear_error)
         self.image.changed.connect(self._clear_error)
+        self._shown_preset = self._mode_preset()
+        self.image.changed.connect(self._on_image)
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.active.connect(self._follow_selection)
@@ -567,15 +572,39 @@ class DipL0Widget(Container):
         if self.image.value is None and self.state is RunState.IDLE:
             self._pick_any()
 
+    def _has_file_preset(self) -> bool:
+        """Whether a run would likely start from the mode's file preset: a layer opened from a JPEG file."""
+        from .core.imageio import JPEG
+
+        path = getattr(getattr(self.image.value, "source", None), "path", None)
+        return MODES[self.mode.value] in FILE_PRESETS and bool(path) and Path(path).suffix.lower() in JPEG
+
+    def _mode_preset(self) -> Preset:
+        return get_preset(MODES[self.mode.value], jpeg=self._has_file_preset())
+
     def _on_mode(self, value=None):
-        preset = PRESETS[MODES[self.mode.value]]
+        preset = self._mode_preset()
+        self._shown_preset = preset
         self.lam.value = preset.lam
         self.iterations.value = preset.iterations
+
+    def _pixel_settings(self, mode: str, settings: dict) -> dict:
+        """``settings`` for a run on the pixels alone: where the file preset's iteration cap was shown (and
+        kept), the mode's own count instead."""
+        filed = get_preset(mode, jpeg=True)
+        if self._shown_preset == filed and filed != PRESETS[mode] and settings["iterations"] == filed.iterations:
+            return {**settings, "iterations": PRESETS[mode].iterations}
+        return settings
+
+    def _on_image(self, value=None):
+        # Deblocking a layer opened from a JPEG file starts from another preset (its λ and iteration cap).
+        if self.state is RunState.IDLE and self._mode_preset() != self._shown_preset:
+            self._on_mode()
 
     def _on_lam_auto(self, value=None):
         self.lam.enabled = self.state is RunState.IDLE and not self.lam_auto.value
         if self.lam_auto.value:  # the preset's λ (denoising's is its fallback; a run reads the noise)
-            self.lam.value = PRESETS[MODES[self.mode.value]].lam
+            self.lam.value = self._mode_preset().lam
 
     def _toggle_advanced(self, value=None):
         show = self.advanced.native.isHidden()
@@ -710,17 +739,19 @@ class DipL0Widget(Container):
             settings = dict(lam=params["lam"], iterations=params["iterations"], channel_axis=sel.channel_axis,
                             seed=params["seed"], device=params["device"], l0_solver=params["l0_solver"],
                             dtype=_display_dtype(layer, sel))
+            jpeg, why_not = _jpeg_file(layer, sel) if mode in FILE_PRESETS else (None, "")
             # Checks the arguments now, so bad input is reported before any thread starts.
-            snapshots = iter_dip_l0(sel.data, mode, **settings)
+            snapshots = iter_dip_l0(sel.data, mode, **self._pixel_settings(mode, settings))
         except (ValueError, TypeError, MemoryError) as exc:
             self._notify_error(str(exc))
             return
-        jpeg, why_not = _jpeg_file(layer, sel) if mode == "deblock" else (None, "")
         if jpeg is not None:
             try:  # the file's coefficients bound every estimate; if they cannot, deblock the pixels as before
                 snapshots = iter_dip_l0(sel.data, mode, jpeg=jpeg, **settings)
             except (ValueError, ImportError, MemoryError) as exc:
                 jpeg, why_not = None, f"its JPEG file cannot be used ({exc})"
+        if jpeg is None:
+            params["iterations"] = self._pixel_settings(mode, settings)["iterations"]
         params["jpeg_file"] = jpeg
         job = _Job(layer, sel, params, params["iterations"])
         preview_every = int(self.preview_every.value)

@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .core.imageio import SUPPORTED
     from .core.l0 import L0_SOLVERS
-    from .core.presets import PRESETS
+    from .core.presets import FILE_PRESETS, PRESETS
 
     parser = argparse.ArgumentParser(
         prog="dip-l0",
@@ -137,15 +137,20 @@ def _parser() -> argparse.ArgumentParser:
         preset = PRESETS[mode]
         p = sub.add_parser(mode, help=f"DIP-ℓ0 {text}", description=f"DIP-ℓ0 {text}.")
         io_args(p)
+        filed = FILE_PRESETS.get(mode)
         auto = ("from the image's noise level" if preset.lam_noise else
-                f"{preset.lam_jpeg} with the JPEG file's tables, {preset.lam} for pixels alone" if preset.lam_jpeg
+                f"{filed.lam_step:g} × the JPEG file's luma DC quantisation step / 255 with its tables, "
+                f"{preset.lam} for pixels alone" if filed
                 else f"the preset's, {preset.lam}")
         scale = "the shot-noise-stabilised [0, 1] scale" if preset.stabilise else "the [0, 1] scale"
         p.add_argument("--lam", type=_lam, default="auto",
                        help=f"ℓ0 weight on {scale}, or 'auto' (default: auto, {auto})")
         cap = ", a cap: each plane stops by itself once it starts fitting the noise" if preset.patience else ""
+        its = (f"{filed.iterations} with the JPEG file's tables, a cap: the run stops by itself once it starts "
+               f"fitting the artefacts; {preset.iterations} for pixels alone" if filed
+               else f"{preset.iterations}{cap}")
         p.add_argument("--iterations", type=_positive_int, default=None,
-                       help=f"ADMM iterations per plane (default {preset.iterations}{cap})")
+                       help=f"ADMM iterations per plane (default {its})")
         p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None,

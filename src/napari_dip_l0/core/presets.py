@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 
 from .l0 import L0_SOLVERS
 
-__all__ = ["Preset", "PRESETS", "get_preset"]
+__all__ = ["Preset", "PRESETS", "FILE_PRESETS", "get_preset"]
 
 
 @dataclass(frozen=True)
@@ -59,17 +59,19 @@ class Preset:
         σ the noise level the data shows (:func:`.noise.noise_sigma`, on the
         same [0, 1] scale), so the ℓ0 term merges what differs by noise and
         keeps what differs by more; ``lam`` is then only the fallback.
-    lam_jpeg : float
-        With ``lam='auto'``, ``lam_jpeg > 0`` and a JPEG file to deblock, λ is
-        ``lam_jpeg`` (``lam`` is then the λ for pixels alone). The file's
-        quality needs no λ of its own: the box (``jpeg_box``) scales with
-        the quantisation step, so the higher the quality, the less an
-        estimate may move.
+    lam_step : float
+        With ``lam='auto'``, ``lam_step > 0`` and a JPEG file, λ is
+        ``lam_step * q / 255``, q the file's luma DC quantisation step
+        (:attr:`.jpeg.JpegConstraint.dc_step`): the coarser the file, the
+        stronger the artefacts the ℓ0 term must merge. ``lam`` is then only
+        the fallback.
     jpeg_box : float
         With a JPEG file, estimates are projected onto the middle
         ``jpeg_box`` fraction of each coefficient's quantisation interval
         (:meth:`.jpeg.JpegConstraint.project`): 1 is every image the file
-        allows, 0 the decoded image.
+        allows, 0 the decoded image. The box scales with the file's
+        quantisation steps, so the higher the quality, the less an estimate
+        may move.
     jpeg_box_fine : float
         The box instead of ``jpeg_box`` for a finely quantised file, one
         whose luma DC quantisation step (:attr:`.jpeg.JpegConstraint.dc_step`)
@@ -144,7 +146,7 @@ class Preset:
     rf_loops: int = 50
     residual: bool = False
     lam_noise: float = 0.0
-    lam_jpeg: float = 0.0
+    lam_step: float = 0.0
     jpeg_box: float = 1.0
     jpeg_box_fine: float = 0.0
     jpeg_fine_step: float = 0.0
@@ -187,17 +189,8 @@ PRESETS: dict[str, Preset] = {
     # iteration-0 preview. 120 iterations: the best mean PSNR of the 256² sweep
     # (docs/tuning.md), and a 512² RGB run within a minute on 2 cores.
     "smooth": Preset(lam=0.03, iterations=120, width=16, residual=True),
-    # From a JPEG file (benchmarks/jpeg_tune.py, docs/tuning.md; qualities 5-50): on 3 photographs the
-    # middle half of each quantisation interval beat the whole one at every quality. With crops of an IHC
-    # and an H&E stain added to those photographs, λ 0.08 had the best mean gain at 10, 20 and 50 and was
-    # within 0.01 dB of the best at 5 and 30; 0.04, the photographs' own best, left the H&E crop 0.32 and
-    # 0.16 dB below its input at 30 and 50, 0.08 at most 0.02. At λ 0.08 the middle quarter of each interval
-    # beat the middle half on the worst of the 5 pictures from quality 20 on (+0.32/+0.15/+0.20 dB against
-    # +0.19/-0.02/+0.09 at 20/30/50) at an equal or better mean, and lost at 5 and 10 (mean -0.15, -0.11):
-    # so the quarter where the luma DC step is below 60 (quality 10 has 80, 20 has 40). Without a file λ
-    # stays 0.02.
-    "deblock": Preset(lam=0.02, lam_jpeg=0.08, jpeg_box=0.5, jpeg_box_fine=0.25, jpeg_fine_step=60.0,
-                      iterations=300, residual=True),
+    # JPEG artefacts from the decoded pixels alone (docs/tuning.md); a JPEG file gets FILE_PRESETS' below.
+    "deblock": Preset(lam=0.02, iterations=300, residual=True),
     # Camera noise (fluorescence, photon-limited data): the network fits the image itself, not a correction
     # of the ℓ0 solution (on noisy data that is a mosaic of noise-driven regions), λ follows the noise level
     # and hot pixels neither set the scale nor enter the fit. On the tuning crops of benchmarks/microscopy.py
@@ -220,16 +213,37 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def get_preset(mode: str, **overrides) -> Preset:
+# Where the run has the image's JPEG file (``DipL0Run(..., jpeg=path)``, ``dip_l0_deblock("photo.jpg")``).
+FILE_PRESETS: dict[str, Preset] = {
+    # From a JPEG file (benchmarks/jpeg_tune.py, docs/tuning.md; 5 tuning crops of 64², 3 photographs and 2
+    # stains, qualities 5-50). Projecting every estimate onto the middle half of each quantisation interval beat
+    # the whole interval at every quality; the middle quarter where the luma DC step is below 60 (quality 20 up)
+    # had the better worst picture there. The residual network of the pixels' preset learns little beyond its
+    # ℓ0 warm start: fitting the image itself, ended by the spread rule as in 'denoise', gained more at every
+    # quality (mean gain over the input +1.01/+0.99/+0.85/+0.79/+0.81 dB at 5/10/20/30/50 against
+    # +0.81/+0.79/+0.56/+0.44/+0.52, and a better worst picture at each). Its best fixed λ grew with the
+    # quantisation step (0.1 at quality 5, 0.01-0.03 at 50), so λ = 0.16 × step / 255: 0.10 at 5, 0.05 at 10,
+    # 0.01 at 50: within 0.04 dB of the best fixed λ's mean at every quality, the best worst picture at 5 and 50.
+    "deblock": Preset(lam=0.03, lam_step=0.16, jpeg_box=0.5, jpeg_box_fine=0.25, jpeg_fine_step=60.0,
+                      iterations=2000, residual=False, patience=200, min_improvement=0.03),
+}
+
+
+def get_preset(mode: str, *, jpeg: bool = False, **overrides) -> Preset:
     """The preset for ``mode`` ('smooth', 'denoise' or 'deblock'), with fields overridden.
+
+    ``jpeg=True`` gives the mode's preset for a run that has the image's JPEG
+    file (:data:`FILE_PRESETS`; the mode's own where it has none).
 
     Examples
     --------
     >>> get_preset("deblock").l0_solver
     'parallel_fusion'
+    >>> get_preset("deblock", jpeg=True).patience > 0  # from a file: stopped by its own rule
+    True
     """
     if not isinstance(mode, str):
         raise TypeError(f"mode must be a string, got {mode!r}")
     if mode not in PRESETS:
         raise ValueError(f"unknown mode {mode!r}; expected one of {sorted(PRESETS)}")
-    return replace(PRESETS[mode], **overrides)
+    return replace(FILE_PRESETS.get(mode, PRESETS[mode]) if jpeg else PRESETS[mode], **overrides)

@@ -104,7 +104,9 @@ class DipL0Run:
         that are processed plane by plane. Any real dtype. A dask array is
         read one plane at a time.
     mode : {'smooth', 'denoise', 'deblock'}
-        Which shipped preset to start from (ignored when ``preset`` is given).
+        Which shipped preset to start from (ignored when ``preset`` is given):
+        ``PRESETS[mode]``, or ``FILE_PRESETS[mode]`` with a JPEG file
+        (``jpeg``) where the mode has one, as 'deblock' does.
     lam : float or 'auto', optional
         Weight of the ℓ0 gradient term on the [0, 1] intensity scale (the
         data's own range; with a preset that stabilises, such as 'denoise',
@@ -112,7 +114,8 @@ class DipL0Run:
         lets the preset choose: the
         'denoise' preset sets it from the noise level the image shows
         (``lam_noise * σ²``, see :attr:`noise`), 'deblock' with a JPEG file
-        takes ``lam_jpeg``, the others use their tuned value.
+        from the file's quantisation step (``lam_step``), the others use
+        their tuned value.
     iterations : int, optional
         ADMM iterations per plane (per tile). ``None`` takes the preset's.
     l0_solver : {'parallel_fusion', 'region_fusion', 'fft'}, optional
@@ -155,8 +158,7 @@ class DipL0Run:
         the fit is to the decoded pixels as without the file, and every
         estimate it gives (preview, snapshots, result) is projected onto that
         set (its middle ``preset.jpeg_box`` fraction, ``preset.jpeg_box_fine``
-        for a finely quantised file, see :func:`jpeg_box`); with
-        ``lam='auto'`` λ is ``preset.lam_jpeg``. ``image``
+        for a finely quantised file, see :func:`jpeg_box`). ``image``
         must be the file's pixels (H, W, 3 with ``channel_axis=-1``, or
         H, W for greyscale); the intensity scale is then 0-255 and the image
         is not tiled.
@@ -241,7 +243,7 @@ class DipL0Run:
             # The constraint is on the whole image's blocks: no tiles (the memory check still applies).
             tile_size = max(check_tiling(tile_size, tile_overlap)[0], *self.jpeg.shape)
         if preset is None:
-            preset = get_preset(mode)
+            preset = get_preset(mode, jpeg=self.jpeg is not None)
         elif not isinstance(preset, Preset):
             raise TypeError(f"preset must be a Preset, got {type(preset).__name__}")
         overrides = {}
@@ -369,12 +371,13 @@ def choose_lam(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[Preset, 
     """``preset`` with λ as 'auto' sets it for the planes ``reader`` gives, and the noise level it measured.
 
     With a JPEG file (``jpeg``, a :class:`.jpeg.JpegConstraint`) and
-    ``lam_jpeg > 0``, λ is ``lam_jpeg``. Otherwise a preset with ``lam_noise > 0`` gets
-    ``λ = lam_noise * σ²`` (σ from :func:`.noise.noise_sigma`); others keep
-    their λ, and the noise is ``None``.
+    ``lam_step > 0``, λ is ``lam_step * q / 255``, q the file's luma DC step.
+    Otherwise a preset with ``lam_noise > 0`` gets ``λ = lam_noise * σ²`` (σ
+    from :func:`.noise.noise_sigma`); others keep their λ, and the noise is
+    ``None``.
     """
-    if jpeg is not None and preset.lam_jpeg > 0:
-        return replace(preset, lam=preset.lam_jpeg), None
+    if jpeg is not None and preset.lam_step > 0:
+        return replace(preset, lam=preset.lam_step * jpeg.dc_step / 255), None
     if preset.lam_noise <= 0 or reader.layout.constant:
         return preset, None
     sigma = noise_sigma(reader)
