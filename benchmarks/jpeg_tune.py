@@ -61,6 +61,8 @@ def sweep(args) -> None:
             runs += [(f"{RESIDUAL_LAM:g}, box {b:g}", RESIDUAL_LAM, replace(RESIDUAL, jpeg_box=b)) for b in args.boxes]
             runs += [(f"stop {lam:g}", lam, get_preset("deblock", jpeg=True)) for lam in args.stop_lams]
             runs += [("stop auto", "auto", get_preset("deblock", jpeg=True))] if args.auto else []
+            runs += [(f"stop auto, box {b:g}", "auto", get_preset("deblock", jpeg=True, jpeg_box=b, jpeg_box_fine=0.0))
+                     for b in args.stop_boxes]
             for key, lam, preset in runs:
                 if store.get(key, q, name) or store.key(key, q, name) in done:
                     continue
@@ -83,7 +85,8 @@ def table(out: Path) -> str:
     qs = sorted({int(k.split("|")[1]) for k in rows})
     lams = sorted({float(k.split("|")[0]) for k in rows if k.split("|")[0].replace(".", "").isdigit()})
     # Other boxes, each run at the λ that was the preset's then: "λ, box b"
-    boxed = sorted({k.split("|")[0] for k in rows if ", box " in k}, key=lambda b: (b.split(",")[0], b),
+    boxed = sorted({k.split("|")[0] for k in rows if ", box " in k and not k.startswith("stop")},
+                   key=lambda b: (b.split(",")[0], b),
                    reverse=True)
     box = RESIDUAL.jpeg_box
 
@@ -140,6 +143,16 @@ def table(out: Path) -> str:
             lines.append(f"| {q} | " + " | ".join(f"{cell(gain(b, q))} ({cell(gain(b, q, True))})"
                                                  for b in [f"stop {lam:g}" for lam in stops] + ["stop auto", old])
                          + " |")
+    boxes = sorted({k.split("|")[0] for k in rows if k.startswith("stop auto, box ")}, reverse=True)
+    if boxes:
+        filed = get_preset("deblock", jpeg=True)
+        lines += ["", ("The file preset at λ 'auto' with one box at any quality, against its own box rule: mean gain "
+                       "(dB), and in brackets the worst picture's:"), "",
+                  "| quality | " + " | ".join(b.split(", ")[1] for b in boxes) + " | preset's boxes |",
+                  "|---|" + "---|" * (len(boxes) + 1)]
+        for q in qs:
+            lines.append(f"| {q} | " + " | ".join(f"{cell(gain(b, q))} ({cell(gain(b, q, True))})"
+                                                 for b in boxes + ["stop auto"]) + " |")
     return "\n".join(lines)
 
 
@@ -151,6 +164,8 @@ def main():
     ap.add_argument("--stop-lams", type=float, nargs="*", default=STOP_LAMS,
                     help="λ of the file preset (fitting the image, stopped by the spread rule) to run")
     ap.add_argument("--auto", action="store_true", help="also run the file preset as shipped (λ 'auto')")
+    ap.add_argument("--stop-boxes", type=float, nargs="*", default=[],
+                    help="boxes to run the file preset with at λ 'auto', one box at any quality")
     ap.add_argument("--size", type=int, default=64, help="side of the crops (default 64)")
     ap.add_argument("--tag", default="main", help="name of this process's results file")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
