@@ -216,6 +216,14 @@ def test_a_file_gets_the_file_preset(tmp_path):
     assert DipL0Run(decoded, "smooth", channel_axis=-1, jpeg=path).preset == PRESETS["smooth"]
     # A preset given explicitly is used as it is, with a file or not.
     assert DipL0Run(decoded, preset=pixels, channel_axis=-1, jpeg=path).preset == pixels
+    # The ℓ0 preview (the widget's) takes the λ a run with the file takes.
+    from napari_dip_l0.core.api import l0_preview
+
+    flat, used = l0_preview(decoded, "deblock", channel_axis=-1, jpeg=path)
+    assert used == with_file.lam and flat.shape == decoded.shape and flat.dtype == np.uint8
+    assert l0_preview(decoded, "deblock", channel_axis=-1)[1] == pixels.lam
+    with pytest.raises(ValueError, match="JPEG file"):
+        l0_preview(decoded[:, :40], "deblock", channel_axis=-1, jpeg=path)
 
 
 def test_box_follows_the_files_quantisation_step(tmp_path):

@@ -557,6 +557,12 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     assert widget.iterations.value == FILE_PRESETS["deblock"].iterations
     viewer.layers.remove(plain)
     widget.image.value = layer
+    widget.l0_preview()  # automatic λ: the one a run with the file takes, from its quantisation step
+    qtbot.waitUntil(lambda: widget._l0_worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
+    step = read_jpeg_constraint(path).dc_step
+    assert viewer.layers[-1].metadata["dip_l0"]["lam"] == pytest.approx(FILE_PRESETS["deblock"].lam_step * step / 255)
+    viewer.layers.remove(viewer.layers[-1])
+    widget.image.value = layer
     _run(qtbot, widget, iterations=4)
     assert "quantisation tables" in str(widget.status.value)
     assert any("quantisation tables" in str(n.message) for n in notes)

@@ -12,7 +12,7 @@ from .jpeg import JpegConstraint, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, region_fusion
 from .layout import PlaneReader, check_dtype, check_image, check_lam, result_dtype
 from .presets import get_preset
-from .run import DipL0Run, choose_lam, stabilise
+from .run import DipL0Run, _jpeg_constraint, choose_lam, stabilise
 
 __all__ = ["l0_smooth", "l0_preview", "dip_l0_smooth", "dip_l0_denoise", "dip_l0_deblock"]
 
@@ -77,14 +77,16 @@ def _smooth_planes(reader: PlaneReader, lam: float, method: str) -> np.ndarray:
 
 
 def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method: str | None = None,
-               channel_axis: int | None = None, dtype=None) -> tuple[np.ndarray, float]:
+               channel_axis: int | None = None, dtype=None, jpeg=None) -> tuple[np.ndarray, float]:
     """What the ℓ0 step of a DIP-ℓ0 run of ``mode`` does to ``image``: ``(result, λ used)``.
 
     :func:`l0_smooth` on the intensity scale that mode's run uses (for
     'denoise', the shot-noise-stabilised one), with the λ it would use
     (``'auto'``: the mode's choice, see :class:`DipL0Run`) and its ℓ0
     solver unless ``method`` names one, in the dtype that run gives (or
-    ``dtype``, as for :class:`DipL0Run`). The napari widget's fast preview.
+    ``dtype``, as for :class:`DipL0Run`). ``jpeg`` names the JPEG file
+    ``image`` was decoded from, as for :class:`DipL0Run`: λ is then the
+    one a run with the file uses. The napari widget's fast preview.
 
     Examples
     --------
@@ -96,16 +98,17 @@ def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method
     ((64, 64), 0.03)
     """
     arr, channel_axis = check_image(image, channel_axis)
-    preset = get_preset(mode)
+    qcs = None if jpeg is None else _jpeg_constraint(jpeg, arr.shape, channel_axis, None)
+    preset = get_preset(mode, jpeg=qcs is not None)
     method = method or preset.l0_solver
     _check_method(method)
     # One reader: its scale (a median filter over the planes) and, where the mode stabilises, the noise model
     # serve the noise estimate and the smoothing, so λ means what it means in a run.
     dtype = check_dtype(dtype) or result_dtype(arr.dtype, preset.float_result)
-    reader = PlaneReader(arr, channel_axis, robust=preset.robust, result=dtype)
-    stabilise(preset, reader)
+    reader = PlaneReader(arr, channel_axis, None if qcs is None else (0, 255), robust=preset.robust, result=dtype)
+    stabilise(preset, reader, qcs)
     if lam is None or (isinstance(lam, str) and lam == "auto"):
-        lam = choose_lam(preset, reader)[0].lam
+        lam = choose_lam(preset, reader, qcs)[0].lam
     else:
         lam = check_lam(lam)
     return _smooth_planes(reader, lam, method), float(lam)
