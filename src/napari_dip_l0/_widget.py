@@ -679,7 +679,8 @@ class DipL0Widget(Container):
 
         def compute():
             # On the run's own intensity scale and with its λ, so the preview shows what a run's ℓ0 step does.
-            kwargs = dict(lam=lam, method=method, channel_axis=sel.channel_axis, dtype=_display_dtype(layer, sel))
+            kwargs = {"lam": lam, "method": method, "channel_axis": sel.channel_axis,
+                      "dtype": _display_dtype(layer, sel)}
             jpeg = _jpeg_file(layer, sel)[0] if mode in FILE_PRESETS else None
             try:  # a run would deblock with the file where it can, so λ as that run chooses it
                 planes, used = l0_preview(sel.data, mode, jpeg=jpeg, **kwargs)
