@@ -143,6 +143,30 @@ def test_denoise_writes_the_float_result_where_the_file_holds_it(inputs, tmp_pat
     assert iio.imread(tmp_path / "r.png").dtype == np.uint8
 
 
+def test_deblocking_a_jpeg_input_uses_its_file(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from napari_dip_l0.core.jpeg import read_jpeg_constraint
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(data.astronaut()[100:140, 120:168]).save(path, quality=10)
+    pixels = iio.imread(path)
+    options = BatchOptions(mode="deblock", iterations=4)
+    assert process_file(Task(path, tmp_path / "o.png"), options)["status"] == "done"
+    result = iio.imread(tmp_path / "o.png")
+    np.testing.assert_array_equal(result, DipL0Run(pixels, "deblock", iterations=4, channel_axis=-1, device="cpu",
+                                                   jpeg=path).run())
+    rgb = np.ascontiguousarray(result.transpose(2, 0, 1), np.float64)[None] / 255
+    import torch
+
+    assert read_jpeg_constraint(path).violation(torch.from_numpy(rgb)).max() < 0.06
+    # Smoothing a JPEG input never uses the file.
+    assert process_file(Task(path, tmp_path / "s.png"), BatchOptions(iterations=2))["status"] == "done"
+    np.testing.assert_array_equal(iio.imread(tmp_path / "s.png"),
+                                  DipL0Run(pixels, iterations=2, channel_axis=-1, device="cpu").run())
+
+
 def test_batch_input_errors(inputs, tmp_path, capsys):
     src, _ = inputs
     assert [p.name for p in find_inputs([src])] == ["broken.tif", "rgb0.png", "rgb1.png", "stack.tif"]

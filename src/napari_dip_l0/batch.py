@@ -5,6 +5,8 @@ already on disk is skipped, so an interrupted batch resumes where it
 stopped: outputs are written atomically, and finished planes of a split
 stack are kept as ``.npy`` parts until the whole file is assembled. A file
 that cannot be read or processed is reported and skipped; the rest finish.
+JPEG inputs in 'deblock' mode are deblocked from their files, as by
+``dip-l0 deblock photo.jpg`` (their pixels alone where the file cannot be used).
 """
 
 from __future__ import annotations
@@ -158,12 +160,25 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_range=None, dtype=None) -> np.ndarray:
+def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_range=None, dtype=None,
+               jpeg_path: Path | None = None) -> np.ndarray:
+    """DIP-ℓ0 of ``image`` with ``options``; with ``jpeg_path`` (a JPEG input to deblock) from the file, as
+    ``dip-l0 deblock photo.jpg`` runs it, and from the pixels alone where the file cannot be used."""
     from .core.run import DipL0Run
 
-    return DipL0Run(image, options.mode, lam=options.lam, iterations=options.iterations, l0_solver=options.l0_solver,
-                    channel_axis=channel_axis, seed=options.seed, device=options.device, tile_size=options.tile_size,
-                    warm_start=options.warm_start, data_range=data_range, dtype=dtype).run()
+    settings = {"lam": options.lam, "iterations": options.iterations, "l0_solver": options.l0_solver,
+                "channel_axis": channel_axis, "seed": options.seed, "device": options.device,
+                "tile_size": options.tile_size, "warm_start": options.warm_start, "data_range": data_range,
+                "dtype": dtype}
+    run = DipL0Run(image, options.mode, **settings)  # a bad setting is an error, not a reason to fall back
+    if jpeg_path is not None:
+        from .core.jpeg import read_jpeg_constraint
+
+        try:
+            run = DipL0Run(image, options.mode, **settings, jpeg=read_jpeg_constraint(jpeg_path))
+        except (ValueError, ImportError, MemoryError):
+            pass  # CMYK, no jpeglib, a channel axis other than the file's colour, too large to fit whole
+    return run.run()
 
 
 def process_file(task: Task, options: BatchOptions, threads: int | None = None) -> dict:
@@ -181,7 +196,8 @@ def process_file(task: Task, options: BatchOptions, threads: int | None = None) 
         check_run_memory(info, axis, mode=options.mode, tile_size=options.tile_size)
         colour, alpha = split_alpha(read(info), info, axis)
         if task.plane is None:
-            write_image(task.output, join_alpha(_run_image(colour, axis, options, dtype=dtype), alpha))
+            jpeg = task.input if options.mode == "deblock" and info.kind == "jpeg" else None
+            write_image(task.output, join_alpha(_run_image(colour, axis, options, dtype=dtype, jpeg_path=jpeg), alpha))
             planes = n_planes(colour.shape, axis)
         else:
             reader = PlaneReader(colour, axis)  # the whole stack's range, so every plane means the same

@@ -86,7 +86,8 @@ def _add_batch(sub) -> None:
                     "skipped. Exit status 0 when every input is done, 1 when some failed.")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument("--mode", choices=sorted(PRESETS), default="smooth", help="preset (default smooth)")
+    p.add_argument("--mode", choices=sorted(PRESETS), default="smooth",
+                   help="preset (default smooth; deblock uses a JPEG input's quantisation tables)")
     p.add_argument("--lam", type=_lam, default="auto",
                    help="ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, the preset's choice)")
     p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations per plane (default: the preset's)")
