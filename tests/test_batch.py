@@ -144,6 +144,7 @@ def test_denoise_writes_the_float_result_where_the_file_holds_it(inputs, tmp_pat
 
 
 def test_deblocking_a_jpeg_input_uses_its_file(tmp_path):
+    import torch
     from PIL import Image
     from skimage import data
 
@@ -158,8 +159,6 @@ def test_deblocking_a_jpeg_input_uses_its_file(tmp_path):
     np.testing.assert_array_equal(result, DipL0Run(pixels, "deblock", iterations=4, channel_axis=-1, device="cpu",
                                                    jpeg=path).run())
     rgb = np.ascontiguousarray(result.transpose(2, 0, 1), np.float64)[None] / 255
-    import torch
-
     assert read_jpeg_constraint(path).violation(torch.from_numpy(rgb)).max() < 0.06
     # Smoothing a JPEG input never uses the file.
     assert process_file(Task(path, tmp_path / "s.png"), BatchOptions(iterations=2))["status"] == "done"
