@@ -224,6 +224,8 @@ def test_a_file_gets_the_file_preset(tmp_path):
     assert l0_preview(decoded, "deblock", channel_axis=-1)[1] == pixels.lam
     with pytest.raises(ValueError, match="JPEG file"):
         l0_preview(decoded[:, :40], "deblock", channel_axis=-1, jpeg=path)
+    with pytest.raises(TypeError, match="the image's"):  # as a run refuses it
+        l0_preview(decoded, "deblock", channel_axis=-1, dtype="int32")
 
 
 def test_box_follows_the_files_quantisation_step(tmp_path):

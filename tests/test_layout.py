@@ -155,3 +155,7 @@ def test_result_dtype_and_check_dtype():
     for bad in ("bogus", bool, complex, object, "U3", 5):
         with pytest.raises(TypeError, match="dtype"):
             check_dtype(bad)
+    # A result's dtype: a float type or the image's own.
+    assert check_dtype(">u2", np.uint16) == np.uint16 and check_dtype("float16", np.uint16) == np.float16
+    with pytest.raises(TypeError, match="the image's"):
+        check_dtype("int32", np.uint8)

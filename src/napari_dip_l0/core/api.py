@@ -104,7 +104,7 @@ def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method
     _check_method(method)
     # One reader: its scale (a median filter over the planes) and, where the mode stabilises, the noise model
     # serve the noise estimate and the smoothing, so λ means what it means in a run.
-    dtype = check_dtype(dtype) or result_dtype(arr.dtype, preset.float_result)
+    dtype = check_dtype(dtype, arr.dtype) or result_dtype(arr.dtype, preset.float_result)
     reader = PlaneReader(arr, channel_axis, None if qcs is None else (0, 255), robust=preset.robust, result=dtype)
     stabilise(preset, reader, qcs)
     if lam is None or (isinstance(lam, str) and lam == "auto"):
@@ -264,7 +264,14 @@ def dip_l0_deblock(
     jpeg=None,
     dtype=None,
 ) -> np.ndarray:
-    """JPEG artifact removal by DIP-ℓ0, with defaults for heavy compression (quality ~10).
+    """JPEG artifact removal by DIP-ℓ0, best from the JPEG file itself.
+
+    With the file (``image`` a path, or ``jpeg``) the run starts from
+    ``FILE_PRESETS['deblock']``: the network fits the image and stops by
+    itself once it turns to the artefacts (``iterations`` is then a cap), λ
+    'auto' follows the file's quantisation step, and every estimate stays
+    consistent with the file. From pixels alone it starts from the 'deblock'
+    preset, tuned for heavy compression (quality ~10).
 
     Parameters
     ----------
@@ -273,8 +280,9 @@ def dip_l0_deblock(
         JPEG file: its pixels are read (uint8, H×W or H×W×3) and, unless
         ``jpeg=False``, its quantised coefficients bound the result.
     lam, iterations, channel_axis, seed, device, l0_solver, warm_start, tile_size, dtype
-        As for :func:`dip_l0_smooth`; ``None`` takes the 'deblock' preset's
-        values. ``channel_axis`` is set by the file when ``image`` is a path.
+        As for :func:`dip_l0_smooth`; ``None`` takes the preset's values (the
+        file preset's with a file). ``channel_axis`` is set by the file when
+        ``image`` is a path.
     jpeg : str, path, JpegConstraint or bool, optional
         The JPEG file ``image`` was decoded from. Its quantised DCT
         coefficients and tables bound where the true image can lie, and the

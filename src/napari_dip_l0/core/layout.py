@@ -103,8 +103,12 @@ def check_bool(value, name: str) -> bool:
     return value
 
 
-def check_dtype(dtype) -> np.dtype | None:
-    """``None``, or ``dtype`` as a numpy dtype of real numbers (``TypeError`` otherwise)."""
+def check_dtype(dtype, image_dtype=None) -> np.dtype | None:
+    """``None``, or ``dtype`` as a numpy dtype of real numbers (``TypeError`` otherwise).
+
+    With ``image_dtype``, the dtype of a result for an image of that dtype: a
+    floating-point type or the image's own (``TypeError`` for another).
+    """
     if dtype is None:
         return None
     try:
@@ -114,7 +118,10 @@ def check_dtype(dtype) -> np.dtype | None:
                         f"got {dtype!r}") from None
     if found.kind not in "iuf":
         raise TypeError(f"dtype must hold real numbers (an integer or float type), got {found}")
-    return found.newbyteorder("=")
+    found = found.newbyteorder("=")
+    if image_dtype is not None and found.kind != "f" and found != np.dtype(image_dtype).newbyteorder("="):
+        raise TypeError(f"dtype must be the image's ({np.dtype(image_dtype)}) or a floating-point type, got {found}")
+    return found
 
 
 def check_data_range(data_range) -> tuple[float, float] | None:

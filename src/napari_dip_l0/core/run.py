@@ -234,9 +234,7 @@ class DipL0Run:
         dtype=None,
     ):
         arr, channel_axis = check_image(image, channel_axis)
-        dtype = check_dtype(dtype)
-        if dtype is not None and dtype.kind != "f" and dtype != arr.dtype.newbyteorder("="):
-            raise TypeError(f"dtype must be the image's ({arr.dtype}) or a floating-point type, got {dtype}")
+        dtype = check_dtype(dtype, arr.dtype)
         self.jpeg = None if jpeg is None else _jpeg_constraint(jpeg, arr.shape, channel_axis, data_range)
         if self.jpeg is not None:
             data_range = (0, 255)  # the file's sample scale
