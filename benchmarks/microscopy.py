@@ -347,12 +347,14 @@ def summary_table(rows, size: int, n_report: int) -> str:
     stats = []
     for name in names:
         rs = [r for r in rows if r["method"] == name]
-        gain = min(r["psnr"] - base[(r["peak"], r["image"])] for r in rs)
+        # The input's rows give the gain; a table of some methods only may lack them.
+        gains = [r["psnr"] - base[(r["peak"], r["image"])] for r in rs if (r["peak"], r["image"]) in base]
+        gain = min(gains) if gains else None
         stats.append((mean(rs, "psnr"), name, rs, gain))
     for _, name, rs, gain in sorted(stats):
         per_peak = " | ".join(f"{mean([r for r in rs if r['peak'] == p], 'psnr'):.2f}" for p in peaks)
         lines.append(f"| {name} | {per_peak} | {mean(rs, 'psnr'):.2f} | {mean(rs, 'ssim'):.3f} | "
-                     f"{mean(rs, 'f1'):.3f} | {'—' if name == 'input' else f'{gain:+.2f}'} | "
+                     f"{mean(rs, 'f1'):.3f} | {'—' if name == 'input' or gain is None else f'{gain:+.2f}'} | "
                      f"{mean(rs, 'seconds'):.1f} |")
     return "\n".join(lines)
 
@@ -441,9 +443,9 @@ def main() -> None:
         text += (f"\n\nThe clean crops themselves, segmented the same way, score a nuclei F1 of "
                  f"{np.mean(clean):.3f}: Otsu's threshold splits and merges some of stardist's nuclei even "
                  "without noise.")
-    if any(r["method"] == ours for r in rows):
+    if any(r["method"] == ours for r in rows) and peers and any(r["method"] == "input" for r in rows):
         text += "\n\n" + detail_table(rows, ours, peers)
-        text += longer_note(rows)
+    text += longer_note(rows)
     (args.out / "microscopy.md").write_text(text + "\n")
     print("\n" + text, flush=True)
     if any(r["method"] == ours for r in rows) and peers:
