@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio as psnr
+import torch
 
 from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
+from napari_dip_l0.core.admm import AdmmFit
 from napari_dip_l0.core.api import l0_preview
 from napari_dip_l0.core.fusion import parallel_fusion
 from napari_dip_l0.core.l0 import fft_l0
@@ -272,3 +274,47 @@ def test_stopping_rule_ends_each_plane_of_a_stack():
     assert run.last.iteration == run.total
     # The end of plane 0, looked at only now (after the warm-started plane 1 reused its fit), shows plane 0's result.
     np.testing.assert_array_equal(ends[0].image[0], out[0])
+
+
+# ----- self-validation: pixels held out of the data term ---------------------------------------------------------
+def _fit(plane, **overrides):
+    preset = replace(PRESETS["denoise"], holdout=0.2, **overrides)
+    return AdmmFit(plane.shape, preset, seed=3, device=torch.device("cpu"))
+
+
+def test_held_out_pixels_never_enter_the_fit():
+    plane = np.random.default_rng(0).random((32, 32, 1), dtype=np.float32)
+    a, b = _fit(plane), _fit(plane)
+    held = a.held.numpy()
+    assert held.dtype == bool and 0.1 < held.mean() < 0.3  # about the fraction asked for, drawn from the seed
+    np.testing.assert_array_equal(held, b.held.numpy())
+    other = plane.copy()
+    other[held] = 1 - other[held]  # change only what is held out
+    a.start(plane)
+    b.start(other)
+    for _ in range(3):
+        la, lb = a.step(), b.step()
+        assert la["data"] == lb["data"]  # the data term sees the same pixels
+    for pa, pb in zip(a.net.parameters(), b.net.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0)
+    # ... but the stopping signal does: it is the misfit on exactly those pixels.
+    assert a.spread != b.spread
+
+
+def test_held_out_rule_keeps_the_estimate_at_the_misfit_minimum():
+    frame = _camera(_scene((32, 32)), 5)
+    preset = replace(_stopping(patience=15, iterations=400), holdout=0.2, min_improvement=0.0)
+    run = DipL0Run(frame, "denoise", preset=preset, device="cpu")
+    snaps = list(run)
+    kept = run.stopped_at[0]
+    assert kept is not None and len(snaps) == 1 + kept + 15 and snaps[-1].kept == kept
+    # Only the choice differs from a run without the rule: the kept estimate is that of a run of `kept` steps.
+    plain = DipL0Run(frame, "denoise", preset=replace(preset, patience=0, iterations=kept), device="cpu").run()
+    np.testing.assert_array_equal(snaps[-1].image, plain)
+    np.testing.assert_array_equal(DipL0Run(frame, "denoise", preset=preset, device="cpu").run(), snaps[-1].image)
+
+
+@pytest.mark.parametrize("bad", [1.0, 1.5, -0.1, float("nan")])
+def test_holdout_must_leave_pixels_to_fit(bad):
+    with pytest.raises(ValueError, match="holdout"):
+        replace(PRESETS["denoise"], holdout=bad)

@@ -9,10 +9,14 @@ split with ``v = g_θ(x)``, scaled multiplier ``u`` and penalty ``beta``:
 3. u-step: ``u += g - v``;
 4. output: exponential moving average of ``g``.
 
-With ``preset.patience`` the fit also tracks the spread of ``g`` around that
-average (its mean squared change from it over the last ``patience`` steps),
-and :attr:`AdmmFit.stalled` says when its minimum is ``patience`` steps old:
-the point to stop (see :class:`.presets.Preset`).
+With ``preset.patience`` the fit also tracks a stopping signal and
+:attr:`AdmmFit.stalled` says when its minimum is ``patience`` steps old: the
+point to stop (see :class:`.presets.Preset`). With ``preset.holdout`` the
+signal is the misfit of the average on pixels left out of the data term
+(self-validation: the noise there is independent of what the network saw,
+so that misfit follows the error against the clean image); without, the
+spread of ``g`` around the average (its mean squared change from it over
+the last ``patience`` steps).
 
 Losses are means over pixels, which rescales the whole objective and leaves
 the v-step's weight ``2 lam / beta`` unchanged. Planes, tiles, snapshots and
@@ -49,6 +53,24 @@ def v_step(z: torch.Tensor, lam: float, solver: str, max_loop: int = 50) -> torc
         return parallel_fusion(z.detach(), lam, max_loop=max_loop)
     v = region_fusion(to_numpy(z), lam, max_loop=max_loop)
     return torch.from_numpy(v).to(device=z.device, dtype=z.dtype).permute(2, 0, 1)[None]
+
+
+def _held_out(h: int, w: int, fraction: float, seed: int, device) -> torch.Tensor | None:
+    """A (H, W) mask of ``fraction`` of the pixels, drawn from ``seed`` alone (``None`` for 0)."""
+    if fraction <= 0:
+        return None
+    gen = torch.Generator().manual_seed(seed + 0x5EED)  # apart from the weights' and input's streams
+    return (torch.rand(h, w, generator=gen) < fraction).to(device)
+
+
+def _fill(f: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+    """``f`` (1, C, H, W) with its ``held`` pixels replaced by the mean of the others in a 5×5 window."""
+    keep = (~held).to(f.dtype)[None, None]
+    box = torch.ones(f.shape[1], 1, 5, 5, dtype=f.dtype, device=f.device)
+    total = torch.nn.functional.conv2d(f * keep, box, padding=2, groups=f.shape[1])
+    count = torch.nn.functional.conv2d(keep.expand_as(f), box, padding=2, groups=f.shape[1])
+    mean = (f * keep).sum(dim=(2, 3), keepdim=True) / keep.sum()
+    return torch.where(held, torch.where(count > 0, total / count.clamp(min=1), mean), f)
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -121,6 +143,7 @@ class AdmmFit:
         # foreach: the same arithmetic as the per-tensor loop (bit-identical), without its Python overhead.
         self.opt = torch.optim.Adam(self.net.parameters(), lr=preset.lr, foreach=True)
         self.u = torch.zeros((1, c, h, w), device=device)
+        self.held = _held_out(h, w, preset.holdout, seed, device)
         self.iteration = 0
         self.estimate: torch.Tensor | None = None
         self._reset_spread()
@@ -150,7 +173,9 @@ class AdmmFit:
             raise ValueError(f"this fit takes planes of shape {self.shape}, got {plane.shape}")
         p = self.preset
         self.f = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))[None].to(self.device)
-        w0 = v_step(self.f, p.lam, "fft")
+        # Held-out pixels must not reach the fit through its warm start either: there they are filled in
+        # from their neighbours.
+        w0 = v_step(self.f if self.held is None else _fill(self.f, self.held), p.lam, "fft")
         self.v = w0.clone()
         self.base = w0 if p.residual else 0.0
         self.iteration = 0
@@ -172,7 +197,8 @@ class AdmmFit:
         inp.permute(0, 2, 3, 1).normal_(0.0, p.noise_std, generator=self.gen)
         inp.add_(self.z)
         out = self.base + self.net(inp)[:, :, :h, :w]
-        data = torch.mean((out - self.f) ** 2)
+        misfit = (out - self.f) ** 2
+        data = torch.mean(misfit) if self.held is None else torch.mean(misfit[..., ~self.held])
         coupling = torch.mean((out - self.v + self.u) ** 2)
         loss = data + 0.5 * p.beta * coupling
         self.opt.zero_grad(set_to_none=True)
@@ -183,23 +209,34 @@ class AdmmFit:
             self.v = v_step(g + self.u, 2.0 * p.lam / p.beta, p.l0_solver, p.rf_loops)
             self.u = self.u + g - self.v
         prev = self.estimate
-        track = p.patience > 0 and prev is not None  # the stopping rule's input, only where it is on
         numbers = [loss.detach(), data.detach(), coupling.detach()]
-        if track:
-            numbers.append(torch.mean((g - prev) ** 2))
         # Early outputs are poor: the decay ramps up so they are forgotten quickly.
         decay = min(p.ema, (1.0 + k) / (10.0 + k))
         self.estimate = g if prev is None else torch.add(prev * decay, g, alpha=1.0 - decay)
+        if p.patience > 0:  # the stopping rule's input, only where it is on
+            if self.held is not None:
+                numbers.append(torch.mean(((self.estimate - self.f) ** 2)[..., self.held]))
+            elif prev is not None:
+                numbers.append(torch.mean((g - prev) ** 2))
         # One transfer for all the numbers (one sync on a GPU, not three or four).
         losses = torch.stack(numbers).tolist()
-        if track:
-            self._changes.append(losses.pop())
-            # A full window: at first the output barely moves while the fit gets going.
-            if len(self._changes) == p.patience:
-                self.spread = sum(self._changes) / p.patience
-                if self.spread < (1.0 - p.min_improvement) * self._best_spread:
-                    self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
+        if len(losses) > 3:
+            self._track(losses.pop(), k)
         return dict(zip(("loss", "data", "coupling"), losses))
+
+    def _track(self, signal: float, k: int) -> None:
+        """Feed the stopping rule this step's signal: the held-out misfit, or the output's change."""
+        p = self.preset
+        if self.held is not None:
+            self.spread = signal
+        else:
+            self._changes.append(signal)
+            # A full window: at first the output barely moves while the fit gets going.
+            if len(self._changes) < p.patience:
+                return
+            self.spread = sum(self._changes) / p.patience
+        if self.spread < (1.0 - p.min_improvement) * self._best_spread:
+            self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
 
     def _buffer(self) -> torch.Tensor:
         """The buffer of the perturbed input, shared with the fits of the same run (one, of the latest

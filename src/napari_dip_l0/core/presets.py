@@ -111,6 +111,17 @@ class Preset:
         ``patience`` steps after the last new minimum, and its result is the
         estimate at that minimum; ``iterations`` is then only a cap. 0: no
         stopping rule.
+    holdout : float
+        With ``holdout > 0`` and ``patience > 0``, the stopping rule watches
+        the misfit of the estimate on this fraction of the pixels, drawn at
+        random (from ``seed``) and left out of the data term, instead of the
+        spread: the noise on pixels the network never fitted is independent
+        of its output, so their misfit falls while the estimate nears the
+        clean image and rises once it learns the noise (self-validation, Li
+        et al., BMVC 2021). The estimate at that misfit's minimum is the
+        result; the held-out pixels are filled in by the network, as in
+        inpainting. For noise independent from pixel to pixel only (camera
+        noise, not JPEG artefacts).
     min_improvement : float
         The fraction by which the spread must fall below its minimum so far
         to count as a new minimum (like ``min_delta`` of Keras'
@@ -154,6 +165,7 @@ class Preset:
     float_result: bool = False
     robust: bool = False
     patience: int = 0
+    holdout: float = 0.0
     min_improvement: float = 0.0
     warm_fraction: float = 1.0 / 3.0
 
@@ -174,12 +186,14 @@ class Preset:
                     raise TypeError(f"{f.name} must be a number, got {value!r}")
                 if not math.isfinite(value) or value < 0:
                     raise ValueError(f"{f.name} must be a finite number >= 0, got {value}")
+        if not self.holdout < 1:
+            raise ValueError(f"holdout must be below 1 (some pixels must be fitted), got {self.holdout}")
         if self.l0_solver not in L0_SOLVERS:
             raise ValueError(f"unknown l0_solver {self.l0_solver!r}; expected one of {L0_SOLVERS}")
         for name in ("beta", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("ema", "warm_fraction", "jpeg_box", "jpeg_box_fine", "min_improvement"):
+        for name in ("ema", "warm_fraction", "jpeg_box", "jpeg_box_fine", "min_improvement", "holdout"):
             if not getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be at most 1, got {getattr(self, name)}")
 
