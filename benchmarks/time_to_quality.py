@@ -1,6 +1,6 @@
 """Quality against wall-clock seconds: DIP-ℓ0's denoising, before and now, beside its classical peers (not a test).
 
-    python benchmarks/time_to_quality.py [--sets camera real] [--methods ...] [--quick] [--table] [--readme]
+    python benchmarks/time_to_quality.py [--sets camera real] [--methods ...] [--quick] [--table] [--docs]
 
 Sets (the held-out halves only; nothing here is tuned on them):
 
@@ -9,9 +9,8 @@ Sets (the held-out halves only; nothing here is tuned on them):
 * ``real``: ``benchmarks/real_noise.py``'s reported crops of real two-photon acquisitions, scored against the
   mean of the other frames.
 
-Methods: DIP-ℓ0 as a user calls it, ``dip_l0_denoise(frame)``, with today's preset and with the preset it
-replaced (``BEFORE``, the 'denoise' preset of 2026-12-06), and the peers TV (Chambolle), BM3D and, on the
-simulated camera frames, BM3D after the generalised Anscombe transform with the camera's true parameters.
+Methods: DIP-ℓ0 as a user calls it, ``dip_l0_denoise(frame)`` (its run object, ``DipL0Run(frame, "denoise")``),
+and the peers TV (Chambolle), BM3D and, on the simulated camera frames, BM3D after the generalised Anscombe transform with the camera's true parameters.
 Peers' parameters are those their own benchmark tuned on its tuning half (microscopy.py's grids and tuning
 crops for the camera set, recorded below; real_noise.py's tuning frames for the real set, tuned here).
 
@@ -20,6 +19,13 @@ is scored, with the clock paused while it is, so the seconds are those of the ru
 ``--threads`` torch threads; run it with nothing else on the cores. Rows are saved per method under
 ``--out/time_to_quality/`` so methods can run in separate processes; ``--table`` assembles the table and
 figure from what is saved.
+
+Another version's defaults run beside today's from a checkout of that version (its package first on the path,
+this script and its benchmark data from here), e.g. the code before the 2026-12-06 changes::
+
+    git worktree add /tmp/before 422aa93
+    PYTHONPATH=/tmp/before/src python benchmarks/time_to_quality.py --methods "DIP-ℓ0 (defaults)" \
+        --label "DIP-ℓ0 (defaults, 422aa93)"
 """
 
 from __future__ import annotations
@@ -36,12 +42,9 @@ import real_noise as rn
 from readme import write_section
 
 from napari_dip_l0 import DipL0Run
-from napari_dip_l0.core.presets import Preset, get_preset
+from napari_dip_l0.core.presets import get_preset
 
-# The 'denoise' preset of 2026-12-06 (git 422aa93): its row stays beside today's once the defaults change.
-BEFORE = Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True, patience=200,
-                min_improvement=0.03, stabilise=True, float_result=True)
-OURS, OLD = "DIP-ℓ0 (defaults)", "DIP-ℓ0 (defaults of 2026-12-06)"
+OURS = "DIP-ℓ0 (defaults)"
 # Candidates measured beside the defaults, run only when named with --methods.
 HELD_OUT = "DIP-ℓ0, held-out stop (holdout 0.1, patience 100)"
 CANDIDATES = {HELD_OUT: dict(holdout=0.1, patience=100, min_improvement=0.0)}
@@ -71,7 +74,7 @@ def real_cases(cache: Path, quick: bool) -> list[dict]:
     return cases
 
 
-def traced(preset: Preset | None, every: int):
+def traced(preset, every: int):
     """A DIP-ℓ0 method: runs ``dip_l0_denoise``'s run object and gives (result, seconds, curve)."""
 
     def run(case):
@@ -116,8 +119,6 @@ def methods(every: int, named=()) -> dict:
     """The methods to run: the defaults (and those they replaced, while they differ), the peers, and any
     candidate ``named``."""
     found = {OURS: traced(None, every)}
-    if BEFORE != get_preset("denoise"):
-        found[OLD] = traced(BEFORE, every)
     found.update({n: traced(get_preset("denoise", **CANDIDATES[n]), every) for n in CANDIDATES if n in named})
     found.update({n: peer(n) for n in CAMERA_PEERS})
     return found
@@ -133,6 +134,7 @@ def evaluate(args, saved: Path) -> None:
     for name, fn in methods(args.every, args.methods or ()).items():
         if args.methods and name not in args.methods:
             continue
+        label = args.label if name == OURS and args.label else name
         rows = []
         for case in cases:
             if name == "BM3D + Anscombe" and case["peak"] is None:
@@ -141,13 +143,13 @@ def evaluate(args, saved: Path) -> None:
             if found is None:
                 continue
             out, seconds, curve = found
-            rows.append({"method": name, "set": case["set"], "image": case["name"], "psnr": case["score"](out),
+            rows.append({"method": label, "set": case["set"], "image": case["name"], "psnr": case["score"](out),
                          "input": case["score"](case["noisy"]), "seconds": seconds, "curve": curve})
-            print(f"  {name:<26} {case['set']:<22} {case['name']:<14} PSNR {rows[-1]['psnr']:6.2f} "
+            print(f"  {label:<26} {case['set']:<22} {case['name']:<14} PSNR {rows[-1]['psnr']:6.2f} "
                   f"(input {rows[-1]['input']:6.2f})  {seconds:7.2f} s", flush=True)
         # Named by what was run, so sets and levels can run in separate processes and be tabulated together.
         part = "_".join(args.sets) + ("_" + "_".join(map(str, args.peaks)) if "camera" in args.sets else "")
-        (saved / f"{mic.slug(name)}__{part}.json").write_text(json.dumps(rows, indent=1))
+        (saved / f"{mic.slug(label)}__{part}.json").write_text(json.dumps(rows, indent=1))
 
 
 def preview_gap(curve: list, fraction: float = 0.2) -> float:
@@ -215,13 +217,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", metavar="METHOD", help="run just these methods")
     parser.add_argument("--peaks", nargs="+", type=int, choices=mic.PEAKS, default=list(mic.PEAKS),
                         help="photon levels of the camera set")
+    parser.add_argument("--label", help="the name of the defaults' rows (for a run of another version's code)")
     parser.add_argument("--every", type=int, default=10, help="iterations between scored snapshots")
     parser.add_argument("--quick", action="store_true", help="two crops at 20 photons and one acquisition")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
     parser.add_argument("--table", action="store_true", help="run nothing: tabulate what is saved")
-    parser.add_argument("--readme", action="store_true", help="write the table into the docs, the figure to docs/")
+    parser.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                        help="write the table into its docs page (docs/time-to-quality.md), the figure to docs/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     saved = args.out / ("time_to_quality_quick" if args.quick else "time_to_quality")
@@ -234,7 +238,7 @@ def main() -> None:
     print("\n" + text)
     fig = args.out / "time_to_quality.png"
     figure(rows, fig)
-    if args.readme:
+    if args.docs:
         Path("docs/time_to_quality.png").write_bytes(fig.read_bytes())
         write_section("time_to_quality", text)
 

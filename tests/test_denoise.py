@@ -14,7 +14,7 @@ from napari_dip_l0.core.admm import AdmmFit
 from napari_dip_l0.core.api import l0_preview
 from napari_dip_l0.core.fusion import parallel_fusion
 from napari_dip_l0.core.l0 import fft_l0
-from napari_dip_l0.core.layout import PlaneReader, defect_free_range, fill_defects, robust_range
+from napari_dip_l0.core.layout import PlaneReader, fill_defects, robust_range
 from napari_dip_l0.core.noise import noise_sigma
 from napari_dip_l0.core.presets import PRESETS
 
@@ -45,22 +45,6 @@ def test_robust_range_leaves_out_hot_and_dead_pixels():
     assert robust_range(hot) == robust_range(frame)
     lo, hi = robust_range(frame)
     assert frame.min() <= lo < hi <= frame.max()
-
-
-def test_scale_leaves_out_defects_only_and_keeps_one_pixel_structure():
-    frame = _camera(_scene(), 50)
-    spot = frame.copy()
-    spot[10, 10] = frame.max() + 40  # one bright pixel of structure (a small neuron, a spot): no defect
-    hot = spot.copy()
-    hot[30, 30] = 4095
-    assert robust_range(spot)[1] < spot[10, 10]  # the median-filtered range leaves it out...
-    assert defect_free_range(hot) == defect_free_range(spot) == (spot.min(), spot[10, 10])  # ...this one not
-    reader = PlaneReader(hot, None, robust=True)
-    assert reader.layout.scale == defect_free_range(hot)
-    plane = reader.read_filled(0)
-    assert plane[10, 10, 0] == 1  # the spot is the top of the scale, reachable by a bounded output
-    assert 0 <= plane[30, 30, 0] <= 1  # the hot pixel is filled in
-    assert PlaneReader(spot, None, robust=True).layout.scale is None  # no defect: the plain mapping
 
 
 def test_robust_range_of_stacks_channels_and_constants():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "Layout", "PlaneReader", "assemble", "robust_range", "defect_free_range", "fill_defects", "check_image", "check_data_range",
+    "Layout", "PlaneReader", "assemble", "robust_range", "fill_defects", "check_image", "check_data_range",
     "check_lam", "check_positive_int", "check_seed", "check_bool", "check_dtype", "result_dtype", "resolve_device",
     "is_lazy", "n_planes",
 ]
@@ -187,7 +187,7 @@ class Layout:
     without ``scale``, are also the intensities mapped to 0 and 1: Python
     ints for integer data (so 64-bit values keep every level), floats
     otherwise. ``scale``, within those bounds, names other intensities to
-    map to 0 and 1 (the range without defects, :func:`defect_free_range`); values outside
+    map to 0 and 1 (the robust range, :func:`robust_range`); values outside
     it then map outside [0, 1] and are kept, not clipped. ``result`` is the
     dtype results are given in (``None``: ``dtype``); a float ``result`` of
     integer data keeps the values between its levels.
@@ -341,63 +341,6 @@ def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) ->
     return _bounds(np.dtype(arr.dtype), lo, hi)
 
 
-def defect_free_range(image, channel_axis: int | None = None, max_planes: int = 8) -> tuple[float, float]:
-    """The image's range with its isolated defects (hot or dead pixels) left out, and nothing else.
-
-    Defects are found as :func:`fill_defects` finds them, on the scale of
-    :func:`robust_range`: one or two touching pixels far beyond the robust
-    range and beyond their neighbours. Unlike the robust range, a bright
-    structure one or two pixels wide (a neuron in a downsampled two-photon
-    frame, a spot) and the noise's own extremes stay inside the range, so a
-    result that is bounded by it (a network with a sigmoid output) can reach
-    them. Sampled on at most ``max_planes`` evenly spaced planes.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.tile(np.arange(100, 140, dtype=np.uint16), (40, 1))
-    >>> img[5, 5] = 4095                      # a hot pixel: left out
-    >>> img[9, 9] = 180                       # a one-pixel spot: kept
-    >>> defect_free_range(img)
-    (100, 180)
-    """
-    arr, channel_axis = check_image(image, channel_axis)
-    return _range_without_defects(arr, channel_axis, robust_range(arr, channel_axis, max_planes), max_planes)
-
-
-def _range_without_defects(arr, channel_axis, robust: tuple, max_planes: int = 8) -> tuple:
-    rlo, rhi = robust
-    if not rhi > rlo:
-        return rlo, rhi
-    work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
-    lead = work.shape[:-3]
-    n = int(np.prod(lead, dtype=np.int64))
-    lo = hi = None
-    for p in np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(np.int64)):
-        plane = work[tuple(int(i) for i in np.unravel_index(p, lead))] if lead else work
-        plane = np.asarray(plane.compute() if is_lazy(plane) else plane)
-        scaled = (plane.astype(np.float64) - float(rlo)) / (float(rhi) - float(rlo))
-        kept = plane[~_defects(scaled)]
-        lo = kept.min() if lo is None else min(lo, kept.min())
-        hi = kept.max() if hi is None else max(hi, kept.max())
-    return _bounds(np.dtype(arr.dtype), lo, hi)
-
-
-def _defects(plane: np.ndarray, margin: float = 1.0) -> np.ndarray:
-    """The mask of :func:`fill_defects`' isolated hot and dead pixels of a plane on the robust scale."""
-    hot, dead = plane > 1 + margin, plane < -margin
-    if not (hot.any() or dead.any()):
-        return hot
-    from scipy.ndimage import rank_filter
-
-    size = (3, 3, 1)
-    if hot.any():
-        hot &= plane - rank_filter(plane, -3, size=size, mode="nearest") > margin
-    if dead.any():
-        dead &= rank_filter(plane, 2, size=size, mode="nearest") - plane > margin
-    return hot | dead
-
-
 def fill_defects(plane: np.ndarray, margin: float = 1.0) -> np.ndarray:
     """``plane`` with isolated defects (hot or dead pixels) replaced by their 3×3 median.
 
@@ -423,17 +366,21 @@ def fill_defects(plane: np.ndarray, margin: float = 1.0) -> np.ndarray:
     >>> float(fill_defects(plane)[2, 2, 0])
     0.5
     """
-    return _fill(plane, _defects(plane, margin))
+    hot, dead = plane > 1 + margin, plane < -margin
+    if not (hot.any() or dead.any()):
+        return plane
+    from scipy.ndimage import median_filter, rank_filter
 
-
-def _fill(plane: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """``plane`` with its ``bad`` pixels replaced by their 3×3 median (``plane`` itself if there are none)."""
+    size = (3, 3, 1)
+    if hot.any():
+        hot &= plane - rank_filter(plane, -3, size=size, mode="nearest") > margin
+    if dead.any():
+        dead &= rank_filter(plane, 2, size=size, mode="nearest") - plane > margin
+    bad = hot | dead
     if not bad.any():
         return plane
-    from scipy.ndimage import median_filter
-
     out = plane.copy()
-    out[bad] = median_filter(plane, size=(3, 3, 1), mode="nearest")[bad]
+    out[bad] = median_filter(plane, size=size, mode="nearest")[bad]
     return out
 
 
@@ -478,10 +425,9 @@ class PlaneReader:
         and maximum (one pass over a dask array, which also checks that its
         values are finite).
     robust : bool
-        Without ``data_range``, map the :func:`defect_free_range` to 0 and 1
+        Without ``data_range``, map the :func:`robust_range` to 0 and 1
         instead of the minimum and maximum (which still bound the result), so
-        a few hot pixels do not squeeze the data into a sliver of [0, 1],
-        while bright structures a pixel or two wide stay inside [0, 1].
+        a few hot pixels do not squeeze the data into a sliver of [0, 1].
     result : numpy dtype, optional
         The dtype :meth:`new_output` and :meth:`store` give results in;
         ``None`` is the caller's (see :func:`result_dtype`).
@@ -504,12 +450,10 @@ class PlaneReader:
             lo, hi = data_range
         dtype = np.dtype(arr.dtype)
         lo, hi = _bounds(dtype, lo, hi)
-        scale = self._robust = None
+        scale = None
         if robust and data_range is None and hi > lo:
-            # Defects are found on the robust range; the scale is the range of everything else.
-            self._robust = robust_range(arr, channel_axis)
-            scale = _range_without_defects(arr, channel_axis, self._robust)
-            scale = None if scale == (lo, hi) else scale  # no defects: the plain mapping, bit for bit
+            scale = robust_range(arr, channel_axis)
+            scale = None if scale == (lo, hi) else scale  # no outliers: the plain mapping, bit for bit
         result = None if result is None or np.dtype(result) == dtype else np.dtype(result)
         if result is not None and result.kind == "f" and max(abs(float(lo)), abs(float(hi))) > np.finfo(result).max:
             raise ValueError(f"dtype {result} cannot hold this image's values ({lo} to {hi}); choose a wider one")
@@ -539,10 +483,7 @@ class PlaneReader:
         scale is in force (the image has outliers), then stabilised if a :attr:`stabiliser` is set: the
         plane as fits and noise estimates see it."""
         plane = self.read(p, window)
-        if self.layout.scale is not None:
-            (rlo, rhi), (slo, shi) = self._robust, self.layout.scale
-            on_robust = (plane * (float(shi) - float(slo)) + (float(slo) - float(rlo))) / (float(rhi) - float(rlo))
-            plane = _fill(plane, _defects(on_robust))
+        plane = fill_defects(plane) if self.layout.scale is not None else plane
         return plane if self.stabiliser is None else self.stabiliser.forward(plane)
 
     def new_output(self) -> np.ndarray:
