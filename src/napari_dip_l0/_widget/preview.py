@@ -39,7 +39,7 @@ class L0Preview:
 
     def on_lam(self, value=None):
         """λ changed: once asked for (and while its layer is there), the preview follows, debounced."""
-        if self._shown() and self._form.status_obj.idle:
+        if self._shown() and self._form.run_status.idle:
             self.follow()
 
     def _follow(self):
@@ -80,7 +80,7 @@ class L0Preview:
         worker.returned.connect(lambda result: self._done(layer, sel, method, result[1], result[0], t0))
         worker.errored.connect(lambda exc: form.notify_error(f"{type(exc).__name__}: {exc}"))
         worker.finished.connect(self._finished)
-        form.status_obj.text = f"ℓ0 preview λ={'auto' if lam == 'auto' else format(lam, 'g')}…"
+        form.run_status.text = f"ℓ0 preview λ={'auto' if lam == 'auto' else format(lam, 'g')}…"
         GC_HOLD.hold(worker)  # released in _finished, after the layer is in place
         worker.start()
 
@@ -97,8 +97,8 @@ class L0Preview:
         else:
             self.layer = form.viewer.add_image(result, name=name, **kwargs)
             self._source_id = id(layer)
-        if form.status_obj.idle:
-            form.status_obj.text = f"ℓ0 preview λ={lam:.3g}: {time.perf_counter() - t0:.2f} s (follows λ)"
+        if form.run_status.idle:
+            form.run_status.text = f"ℓ0 preview λ={lam:.3g}: {time.perf_counter() - t0:.2f} s (follows λ)"
 
     def _finished(self):
         GC_HOLD.release(self.worker)
