@@ -154,56 +154,6 @@ def _absorb(i, j, q, Y, sumY, w, parent, nb, cnt, start, size, cap, pool_end, sl
     return nb, cnt, pool_end
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _scan(i, thresh, Y, sumY, w, parent, nb, cnt, start, size, cap, pool_end, slot, need):
-    """Group i absorbs, in list order, each neighbour it had at the start of the scan that passes the test.
-
-    Afterwards ``need[i]`` holds the least threshold at which i could merge
-    (0: unknown, after a merge changed i and its neighbours). Returns the pool
-    arrays and pool end.
-    """
-    C = Y.shape[1]
-    marked = False  # slots are filled on the first merge: most scans merge nothing
-    lowest = np.inf
-    n_fixed = size[i]  # neighbours gained by merging wait for the next pass
-    q = 0
-    while q < n_fixed:
-        s = start[i]
-        j = nb[s + q]
-        c = cnt[s + q]
-        d = 0.0
-        for b in range(C):
-            t = Y[i, b] - Y[j, b]
-            d += t * t
-        wi = w[i]
-        wj = w[j]
-        if d * wi * wj > thresh * c * (wi + wj):
-            ratio = d * wi * wj / (c * (wi + wj))
-            if ratio < lowest:
-                lowest = ratio
-            q += 1
-            continue
-        if not marked:
-            for r in range(size[i]):
-                slot[nb[s + r]] = r
-            marked = True
-        # Merge j into i: the data cost of merging is below the ℓ0 saving.
-        if size[i] - 1 < n_fixed:  # j leaves i's list (its neighbours join at the end, for the next pass)
-            n_fixed = size[i] - 1
-        nb, cnt, pool_end = _absorb(i, j, q, Y, sumY, w, parent, nb, cnt, start, size, cap, pool_end, slot)
-        # q is not advanced: the entry swapped into slot q is checked next.
-    if marked:
-        # i changed: its own and its neighbours' cached thresholds are stale.
-        need[i] = 0.0
-        s = start[i]
-        for q in range(size[i]):
-            slot[nb[s + q]] = -1
-            need[nb[s + q]] = 0.0
-    else:
-        need[i] = lowest
-    return nb, cnt, pool_end
-
-
 @numba.njit(cache=True, nogil=True)
 def _paint(parent, Y, H, W):
     """Each pixel coloured with the mean of its group's root, with path compression."""
@@ -248,8 +198,44 @@ def _region_fusion_kernel(img, lam, max_loop, gamma):
             i = live[idx]
             if w[i] == 0 or need[i] > thresh:
                 continue  # merged earlier in this pass, or nothing can merge yet
-            nb, cnt, pool_end = _scan(i, thresh, Y, sumY, w, parent, nb, cnt, start, size, cap, pool_end, slot,
-                                      need)
+            marked = False  # slots are filled on the first merge: most scans merge nothing
+            lowest = np.inf
+            n_fixed = size[i]  # neighbours gained by merging wait for the next pass
+            q = 0
+            while q < n_fixed:
+                s = start[i]
+                j = nb[s + q]
+                c = cnt[s + q]
+                d = 0.0
+                for b in range(C):
+                    t = Y[i, b] - Y[j, b]
+                    d += t * t
+                wi = w[i]
+                wj = w[j]
+                if d * wi * wj > thresh * c * (wi + wj):
+                    ratio = d * wi * wj / (c * (wi + wj))
+                    if ratio < lowest:
+                        lowest = ratio
+                    q += 1
+                    continue
+                if not marked:
+                    for r in range(size[i]):
+                        slot[nb[s + r]] = r
+                    marked = True
+                # Merge j into i: the data cost of merging is below the ℓ0 saving.
+                if size[i] - 1 < n_fixed:  # j leaves i's list (its neighbours join at the end, for the next pass)
+                    n_fixed = size[i] - 1
+                nb, cnt, pool_end = _absorb(i, j, q, Y, sumY, w, parent, nb, cnt, start, size, cap, pool_end, slot)
+                # q is not advanced: the entry swapped into slot q is checked next.
+            if marked:
+                # i changed: its own and its neighbours' cached thresholds are stale.
+                need[i] = 0.0
+                s = start[i]
+                for q in range(size[i]):
+                    slot[nb[s + q]] = -1
+                    need[nb[s + q]] = 0.0
+            else:
+                need[i] = lowest
         k = 0
         for idx in range(n_live):
             if w[live[idx]] > 0:
