@@ -145,15 +145,19 @@ def test_ticks_render_previews_keeps_and_a_final_also_when_stopped():
 
 
 def test_gc_hold_survives_unpaired_calls():
+    assert gc.get_freeze_count() == 0  # nothing else holds the collector here
     hold = worker.GcHold()
-    before = gc.get_freeze_count()
     hold.hold("a")
     hold.hold("a")  # twice: still one holder
     hold.hold("b")
+    assert gc.get_freeze_count() > 0
     hold.release("a")
-    assert hold.held
-    hold.release("a")  # unpaired: changes nothing
+    hold.release("a")  # unpaired: changes nothing, "b" still holds
+    assert hold.held and gc.get_freeze_count() > 0
     hold.release("b")
-    assert not hold.held
-    hold.release("b")
-    assert gc.get_freeze_count() <= before or before > 0
+    assert not hold.held and gc.get_freeze_count() == 0
+    hold.release("b")  # unpaired again: nothing to thaw, no error
+    hold.hold("c")
+    assert gc.get_freeze_count() > 0
+    hold.release("c")
+    assert gc.get_freeze_count() == 0
