@@ -61,7 +61,8 @@ def _wait(app, done, timeout):
 
 
 def _busy(widget) -> bool:
-    return getattr(widget, "worker", None) is not None or getattr(widget, "_l0_worker", None) is not None
+    preview = getattr(widget, "preview", None)
+    return getattr(widget, "worker", None) is not None or getattr(preview, "worker", None) is not None
 
 
 CASES = ("2d", "rgb", "stack", "l0")

@@ -7,7 +7,7 @@
 
 Prints a markdown table: seconds per ADMM iteration of the shipped 'smooth'
 preset (network step + v-step every `v_every` iterations), the ℓ0 solvers
-(sequential Region Fusion, the data-parallel Region Fusion of core/fusion.py,
+(sequential Region Fusion, the data-parallel Region Fusion of core/l0/parallel.py,
 the FFT solver), and scikit-image's TV (Chambolle) as a reference point.
 --l0-only times the three ℓ0 solvers alone, on RGB images at the v-step's
 weight 2·λ/β of the 'smooth' preset, with the ℓ0 energy of each result.
@@ -30,8 +30,7 @@ import torch
 from skimage.restoration import denoise_tv_chambolle
 
 from napari_dip_l0 import iter_dip_l0
-from napari_dip_l0.core.fusion import parallel_fusion
-from napari_dip_l0.core.l0 import fft_l0, l0_energy, region_fusion
+from napari_dip_l0.core.l0 import fft_l0, l0_energy, parallel_fusion, region_fusion
 from napari_dip_l0.core.presets import PRESETS
 from napari_dip_l0.data import cartoon_example
 

@@ -8,8 +8,7 @@ try:
 except ImportError:  # property tests need the 'testing' extra
     given = None
 
-from napari_dip_l0.core.fusion import parallel_fusion
-from napari_dip_l0.core.l0 import gradient_count, l0_energy, region_fusion
+from napari_dip_l0.core.l0 import gradient_count, l0_energy, parallel_fusion, region_fusion
 
 BACKENDS = ["torch", "numba"]  # CI has no GPU: the tensor code path is tested on the CPU
 

@@ -15,11 +15,12 @@ from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
 from napari_dip_l0 import _widget  # noqa: E402
-from napari_dip_l0._widget import DipL0Widget, RunState  # noqa: E402
+from napari_dip_l0._widget import DipL0Widget, RunState, form, job  # noqa: E402
+from napari_dip_l0.core.l0 import L0_SOLVERS  # noqa: E402
 from napari_dip_l0.core.presets import FILE_PRESETS, PRESETS  # noqa: E402
 
 TIMEOUT = 120_000
-MANIFEST = yaml.safe_load((Path(_widget.__file__).parent / "napari.yaml").read_text(encoding="utf-8"))
+MANIFEST = yaml.safe_load((Path(_widget.__file__).parent.parent / "napari.yaml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -121,10 +122,12 @@ def test_fast_widget_computes_in_a_worker(qtbot, make_napari_viewer):
     _, gui = viewer.window.add_plugin_dock_widget("napari-dip-l0", "ℓ0 smoothing (fast)")
     gui.image.value = src
     gui.lam.value = 0.05
-    assert [c for c in gui.method.choices] == list(_widget.L0_SOLVERS)
+    assert [c for c in gui.method.choices] == list(L0_SOLVERS)
     assert "_" not in gui.method.native.currentText()  # words, not identifiers
     worker = gui()
-    assert isinstance(worker, _widget.FunctionWorker)
+    from napari.qt.threading import FunctionWorker
+
+    assert isinstance(worker, FunctionWorker)
     qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=TIMEOUT)
     out = viewer.layers[-1]
     assert out.name.startswith("cells · ℓ0 λ=0.05")
@@ -133,8 +136,11 @@ def test_fast_widget_computes_in_a_worker(qtbot, make_napari_viewer):
 
 
 def test_no_private_napari_api():
-    source = Path(_widget.__file__).read_text(encoding="utf-8")
-    assert "_qt_window" not in source and "napari._" not in source
+    sources = list(Path(_widget.__file__).parent.glob("*.py"))
+    assert len(sources) >= 5
+    for path in sources:
+        source = path.read_text(encoding="utf-8")
+        assert "_qt_window" not in source and "napari._" not in source, path.name
 
 
 # ----- runs -------------------------------------------------------------------------------------------
@@ -166,12 +172,12 @@ def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, i
     assert "done" in widget.status.value and widget.progress.native.isHidden()
 
 
-def test_progress_settings_lock_and_state_machine(qtbot, viewer, widget):
+def test_progress_settings_lock_and_state_machine(qtbot, viewer, widget, monkeypatch):
     stack = np.stack([_cells(), _cells()[::-1]])
     viewer.add_image(stack, name="stack")
     texts, states = [], []
-    shown = widget._progress_text
-    widget._progress_text = lambda job, snap: texts.append(shown(job, snap)) or texts[-1]
+    shown = job.Progress.text
+    monkeypatch.setattr(job.Progress, "text", lambda self, snap: texts.append(shown(self, snap)) or texts[-1])
     _run(qtbot, widget, iterations=3, planes="all planes")
     # The counts the user set, plane by plane, and time left in words.
     assert any("plane 1 of 2 · iteration 3 of 3" in t for t in texts), texts
@@ -244,18 +250,21 @@ def test_bad_layer_reports_error_then_clears_it(qtbot, viewer, widget, notes):
 def test_solver_failure_reports_error(qtbot, viewer, widget, notes, monkeypatch):
     data = _cells()
     layer = viewer.add_image(data, name="cells")
-    real = _widget.iter_dip_l0
+    real = form.run_from_file_or_pixels
 
-    def failing(*args, **kwargs):
-        snapshots = real(*args, **kwargs)
+    class Failing:
+        def __init__(self, run):
+            self.jpeg, self._run = run.jpeg, run
 
-        def gen():
-            yield next(snapshots)
+        def __iter__(self):
+            yield next(iter(self._run))
             raise MemoryError("out of memory while fitting")
 
-        return gen()
+    def failing(*args, **kwargs):
+        run, why_not = real(*args, **kwargs)
+        return Failing(run), why_not
 
-    monkeypatch.setattr(_widget, "iter_dip_l0", failing)
+    monkeypatch.setattr(form, "run_from_file_or_pixels", failing)
     widget.iterations.value = 50
     widget.run()
     worker = widget.worker
@@ -310,15 +319,14 @@ def test_rgba_keeps_alpha(qtbot, viewer, widget):
 
 
 def test_l0_preview_in_a_worker_follows_lambda(qtbot, viewer, widget, monkeypatch):
-    monkeypatch.setattr(_widget, "L0_DEBOUNCE_MS", 50)
-    widget._l0_timer.setInterval(50)
+    widget.preview.follow.setTimeout(50)
     data = _cells()
     viewer.add_image(data, name="cells", scale=(2, 2))
     widget.lam_auto.value = False
     widget.lam.value = 0.05
-    widget.l0_preview()
-    assert widget._l0_worker is not None  # computing off the GUI thread
-    qtbot.waitUntil(lambda: widget._l0_worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
+    widget.preview.request()
+    assert widget.preview.worker is not None  # computing off the GUI thread
+    qtbot.waitUntil(lambda: widget.preview.worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
     layer = viewer.layers[-1]
     assert layer.name == "cells · ℓ0 λ=0.05 (preview)"
     assert layer.data.shape == data.shape and layer.data.dtype == data.dtype
@@ -329,19 +337,18 @@ def test_l0_preview_in_a_worker_follows_lambda(qtbot, viewer, widget, monkeypatc
 
 
 def test_a_run_with_automatic_lambda_keeps_its_status_beside_a_preview(qtbot, viewer, widget, monkeypatch):
-    monkeypatch.setattr(_widget, "L0_DEBOUNCE_MS", 50)
-    widget._l0_timer.setInterval(50)
+    widget.preview.follow.setTimeout(50)
     viewer.add_image(_photons(peak=5), name="frame")
     widget.mode.value = "camera-noise denoising"
-    widget.l0_preview()  # with automatic λ: the mode's choice from the noise
-    qtbot.waitUntil(lambda: widget._l0_worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
+    widget.preview.request()  # with automatic λ: the mode's choice from the noise
+    qtbot.waitUntil(lambda: widget.preview.worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
     preview = viewer.layers[-1]
     _run(qtbot, widget, iterations=2)
     chosen = _result(viewer, "frame").metadata["dip_l0"]["lam"]
     assert widget.lam.value == pytest.approx(chosen, abs=5e-4)  # the greyed box shows the λ chosen ...
     assert round(chosen, 3) != PRESETS["denoise"].lam  # (a change of the box's value)
     qtbot.wait(300)  # ... and that is no change of λ for the preview to follow
-    assert widget._l0_worker is None and widget.status.value.startswith("done")
+    assert widget.preview.worker is None and widget.status.value.startswith("done")
     assert preview.name == f"frame · ℓ0 λ={chosen:.3g} (preview)"  # it had used that λ already
 
 
@@ -446,11 +453,10 @@ def test_labels_tooltips_and_advanced_section(widget):
 
 
 def test_solver_labels_fall_back_to_words(monkeypatch):
-    monkeypatch.setattr(_widget, "L0_SOLVERS", ("region_fusion", "fft", "some_new_solver"))
-    labels = [label for label, _ in _widget._solver_choices()]
+    labels = [label for label, _ in job.solver_choices(("region_fusion", "fft", "some_new_solver"))]
     assert labels[-1] == "some new solver" and labels[0].startswith("automatic")
-    assert _widget._solver_arg("fft", "smooth") == "fft"
-    assert _widget._solver_arg("auto", "deblock") is None  # the core takes the preset's solver
+    assert job.solver_arg("fft") == "fft"
+    assert job.solver_arg("auto") is None  # the core takes the preset's solver
 
 
 def test_removing_dock_widget_stops_worker(qtbot, viewer):
@@ -478,7 +484,7 @@ def test_settings_persist_between_widgets(viewer, tmp_path, monkeypatch):
     from napari_dip_l0.core.presets import PRESETS
 
     path = str(tmp_path / "settings.ini")
-    monkeypatch.setattr(_widget, "_settings_store", lambda: QSettings(path, QSettings.Format.IniFormat))
+    monkeypatch.setattr(form, "settings_store", lambda: QSettings(path, QSettings.Format.IniFormat))
     first = DipL0Widget(viewer, persist=True)
     first.lam.value = 0.07
     first.iterations.value = 123
@@ -505,34 +511,35 @@ def test_dask_layer_reads_only_the_current_plane(viewer):
     layer = viewer.add_image(lazy, name="lazy", contrast_limits=(0, 2000))
     viewer.dims.set_current_step(0, 2)
     reads.clear()
-    sel = _widget._select(layer, _widget.CURRENT, viewer)
+    sel = job.select(layer, job.CURRENT, viewer.dims.point)
     assert sel.plane_index == (2,) and sel.data.shape == stack.shape[1:] and sel.alpha is None
     assert set(reads) == {2}
     np.testing.assert_array_equal(sel.data, stack[2])
 
 
 def test_multiscale_uses_a_level_that_fits(viewer, monkeypatch):
-    monkeypatch.setattr(_widget, "MAX_PLANE_PIXELS", 24 * 28)
+    monkeypatch.setattr(job, "MAX_PLANE_PIXELS", 24 * 28)
     full = np.repeat(np.repeat(_cells(), 2, axis=0), 2, axis=1)
     layer = viewer.add_image([full, _cells()], name="pyramid", multiscale=True, scale=(0.5, 0.5))
-    sel = _widget._select(layer, _widget.ALL, viewer)
+    sel = job.select(layer, job.ALL)
     assert sel.data.shape == (24, 28) and "level 1" in sel.note
-    np.testing.assert_allclose(_widget._layer_kwargs(layer, sel)["scale"], (1.0, 1.0))
+    np.testing.assert_allclose(job.layer_kwargs(layer, sel)["scale"], (1.0, 1.0))
 
 
 def test_current_plane_follows_world_position(viewer):
     stack = np.stack([_cells() * 0, _cells(), _cells() * 2])
     layer = viewer.add_image(stack, name="zs", scale=(3.0, 1.0, 1.0), translate=(-3.0, 0, 0))
     viewer.dims.set_point(0, 3.0)  # world z 3 = data plane (3 + 3) / 3 = 2
-    sel = _widget._select(layer, _widget.CURRENT, viewer)
+    sel = job.select(layer, job.CURRENT, viewer.dims.point)
     assert sel.plane_index == (2,)
     np.testing.assert_array_equal(sel.data, stack[2])
 
 
 def test_time_left_in_words():
-    assert _widget._time_left(10) == "less than a minute left"
-    assert _widget._time_left(130) == "about 2 minutes left"
-    assert _widget._time_left(3 * 3600 + 600) == "about 3 h 10 min left"
+    assert job.time_left(10.4) == "about 10 s left"
+    assert job.time_left(0.2) == "about 1 s left"
+    assert job.time_left(130) == "about 2 minutes left"
+    assert job.time_left(3 * 3600 + 600) == "about 3 h 10 min left"
 
 
 def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widget, notes, tmp_path):
@@ -557,8 +564,8 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     assert widget.iterations.value == FILE_PRESETS["deblock"].iterations
     viewer.layers.remove(plain)
     widget.image.value = layer
-    widget.l0_preview()  # automatic λ: the one a run with the file takes, from its quantisation step
-    qtbot.waitUntil(lambda: widget._l0_worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
+    widget.preview.request()  # automatic λ: the one a run with the file takes, from its quantisation step
+    qtbot.waitUntil(lambda: widget.preview.worker is None and len(viewer.layers) == 2, timeout=TIMEOUT)
     step = read_jpeg_constraint(path).dc_step
     assert viewer.layers[-1].metadata["dip_l0"]["lam"] == pytest.approx(FILE_PRESETS["deblock"].lam_step * step / 255)
     viewer.layers.remove(viewer.layers[-1])
@@ -592,3 +599,26 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     widget.replace.value = False
     _run(qtbot, widget, mode="edge-preserving smoothing", iterations=2)
     assert "quantisation" not in str(widget.status.value)
+
+
+def test_a_layer_that_names_its_mode_switches_the_form(qtbot, viewer, widget):
+    # The bundled samples carry metadata={"dip_l0_mode": ...}: choosing one sets the mode and its preset.
+    frame = viewer.add_image(_photons(), name="frame", metadata={"dip_l0_mode": "denoise"})
+    assert widget.image.value is frame and widget.mode.value == "camera-noise denoising"
+    assert widget.lam.value == pytest.approx(PRESETS["denoise"].lam)
+    assert widget.iterations.value == PRESETS["denoise"].iterations
+    plain = viewer.add_image(_cells(), name="plain")  # names no mode: the form keeps the user's
+    assert widget.image.value is plain and widget.mode.value == "camera-noise denoising"
+    blocky = viewer.add_image(_cells(dtype=np.uint8), name="blocky", metadata={"dip_l0_mode": "deblock"})
+    assert widget.image.value is blocky and widget.mode.value == "JPEG deblocking"
+    assert widget.lam.value == pytest.approx(PRESETS["deblock"].lam)
+    assert widget.iterations.value == PRESETS["deblock"].iterations
+    widget.image.value = frame
+    assert widget.mode.value == "camera-noise denoising"
+    _run(qtbot, widget, iterations=2)
+    assert _result(viewer, "frame").metadata["dip_l0"]["mode"] == "denoise"
+    # The result carries the source's metadata (its mode too) but is never picked as a source.
+    assert widget.image.value is frame and widget.mode.value == "camera-noise denoising"
+    # A mode the form does not know is ignored.
+    odd = viewer.add_image(_cells(), name="odd", metadata={"dip_l0_mode": "sharpen"})
+    assert widget.image.value is odd and widget.mode.value == "camera-noise denoising"

@@ -164,20 +164,13 @@ def _run_image(image: np.ndarray, channel_axis, options: BatchOptions, data_rang
                jpeg_path: Path | None = None) -> np.ndarray:
     """DIP-ℓ0 of ``image`` with ``options``; with ``jpeg_path`` (a JPEG input to deblock) from the file, as
     ``dip-l0 deblock photo.jpg`` runs it, and from the pixels alone where the file cannot be used."""
-    from .core.run import DipL0Run
+    from .core.jpeg import run_from_file_or_pixels
 
     settings = {"lam": options.lam, "iterations": options.iterations, "l0_solver": options.l0_solver,
                 "channel_axis": channel_axis, "seed": options.seed, "device": options.device,
                 "tile_size": options.tile_size, "warm_start": options.warm_start, "data_range": data_range,
                 "dtype": dtype}
-    run = DipL0Run(image, options.mode, **settings)  # a bad setting is an error, not a reason to fall back
-    if jpeg_path is not None:
-        from .core.jpeg import read_jpeg_constraint
-
-        try:
-            run = DipL0Run(image, options.mode, **settings, jpeg=read_jpeg_constraint(jpeg_path))
-        except (ValueError, ImportError, MemoryError):
-            pass  # CMYK, no jpeglib, a channel axis other than the file's colour, too large to fit whole
+    run, _ = run_from_file_or_pixels(image, options.mode, jpeg_path, **settings)  # a bad setting is an error
     return run.run()
 
 

@@ -255,11 +255,17 @@ def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
     return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_snapshot=None, **settings):
-    """Drive a :class:`DipL0Run` with a progress bar until it ends or Ctrl-C; returns its last snapshot."""
-    from .core.run import DipL0Run
+def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_snapshot=None, jpeg_path=None,
+             **settings):
+    """Drive a :class:`DipL0Run` with a progress bar until it ends or Ctrl-C; returns its last snapshot.
 
-    run = DipL0Run(image, mode, channel_axis=channel_axis, **settings)  # checks every setting, before any work
+    ``jpeg_path``: the JPEG file ``image`` was read from, to deblock from where it can be used."""
+    from .core.jpeg import run_from_file_or_pixels
+
+    # Checks every setting, before any work.
+    run, why_not = run_from_file_or_pixels(image, mode, jpeg_path, channel_axis=channel_axis, **settings)
+    if jpeg_path is not None:
+        _jpeg_note(Path(jpeg_path), why_not)
     _stop_if(interrupts)
     bar = _progress(run.total, quiet, f"DIP-ℓ0 {mode}")
     try:
@@ -293,9 +299,9 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
 
     settings = dict(lam=args.lam, iterations=args.iterations, seed=args.seed, device=args.device,
                     l0_solver=args.l0_solver, tile_size=args.tile_size, warm_start=not args.cold_start, dtype=dtype)
-    jpeg = _jpeg_of(info, colour, axis, settings) if args.command == "deblock" and not args.pixels_only else None
+    from_file = args.command == "deblock" and not args.pixels_only and info.kind == "jpeg"
     last = _run_dip(colour, axis, mode=args.command, quiet=args.quiet, interrupts=interrupts,
-                    on_snapshot=save_every, jpeg=jpeg, **settings)
+                    on_snapshot=save_every, jpeg_path=info.path if from_file else None, **settings)
     write_image(out, join_alpha(last.image, alpha))
     if interrupts:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
@@ -308,32 +314,14 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
     return 0
 
 
-def _jpeg_of(info: FileInfo, image, channel_axis, settings: dict):
-    """The quantisation constraint of a JPEG input for ``deblock``, or None (with a one-line note) if unusable.
-
-    A JPEG input is deblocked from its file by default; a file whose
-    coefficients cannot be used (CMYK, no ``jpeglib``, a channel axis other
-    than the file's colour, too large to fit whole) falls back to its pixels
-    rather than failing, since that is what ``deblock`` did before.
-    """
-    if info.kind != "jpeg":
-        return None
-    from .core.jpeg import read_jpeg_constraint
-    from .core.run import DipL0Run
-
-    DipL0Run(image, "deblock", channel_axis=channel_axis, **settings)  # a bad setting is an error, not a fallback
-    try:
-        qcs = read_jpeg_constraint(info.path)
-        DipL0Run(image, "deblock", channel_axis=channel_axis, jpeg=qcs, **settings)  # checks shape and memory
-    except (ValueError, ImportError, MemoryError) as exc:
-        from .core.imageio import first_line
-
-        print(f"dip-l0: note: not using the JPEG file's quantisation tables ({first_line(exc)}); "
+def _jpeg_note(path: Path, why_not: str) -> None:
+    """One line on whether a JPEG input is deblocked from its file (the default) or its pixels alone."""
+    if why_not:
+        print(f"dip-l0: note: not using the JPEG file's quantisation tables ({why_not}); "
               f"deblocking its pixels alone", file=sys.stderr)
-        return None
-    print(f"dip-l0: using the quantisation tables of {info.path.name}: every estimate stays consistent with the "
-          f"file (--pixels-only to ignore them)", file=sys.stderr)
-    return qcs
+    else:
+        print(f"dip-l0: using the quantisation tables of {path.name}: every estimate stays consistent with the "
+              f"file (--pixels-only to ignore them)", file=sys.stderr)
 
 
 def _cmd_batch(args, interrupts: Interrupts) -> int:

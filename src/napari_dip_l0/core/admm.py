@@ -32,8 +32,7 @@ import numba
 import numpy as np
 import torch
 
-from .fusion import parallel_fusion
-from .l0 import fft_l0, region_fusion
+from .l0 import fft_l0, parallel_fusion, region_fusion
 from .network import SkipNet, make_input, padded_size
 from .presets import Preset
 

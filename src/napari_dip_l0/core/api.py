@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .fusion import parallel_fusion
-from .jpeg import JpegConstraint, read_jpeg_constraint
-from .l0 import L0_SOLVERS, fft_l0, region_fusion
+from .jpeg import JpegConstraint, check_constraint, read_jpeg_constraint
+from .l0 import L0_SOLVERS, fft_l0, parallel_fusion, region_fusion
 from .layout import PlaneReader, check_dtype, check_image, check_lam, result_dtype
 from .presets import get_preset
-from .run import DipL0Run, _jpeg_constraint, choose_lam, stabilise
+from .run import DipL0Run, choose_lam, stabilise
 
 __all__ = ["l0_smooth", "l0_preview", "dip_l0_smooth", "dip_l0_denoise", "dip_l0_deblock"]
 
@@ -31,7 +30,7 @@ def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axi
         Larger values give fewer, larger flat regions; 0 returns the input.
     method : {'parallel_fusion', 'region_fusion', 'fft'}
         Region Fusion (Nguyen & Brown 2015; exactly piecewise constant), in
-        its data-parallel form that uses every core (:mod:`.fusion`) or the
+        its data-parallel form that uses every core (:mod:`.l0.parallel`) or the
         sequential original, or the FFT half-quadratic solver (Xu et al.
         2011; approximately piecewise constant, periodic boundaries).
     channel_axis : int, optional
@@ -98,7 +97,7 @@ def l0_preview(image, mode: str = "smooth", *, lam: float | str = "auto", method
     ((64, 64), 0.03)
     """
     arr, channel_axis = check_image(image, channel_axis)
-    qcs = None if jpeg is None else _jpeg_constraint(jpeg, arr.shape, channel_axis, None)
+    qcs = None if jpeg is None else check_constraint(jpeg, arr.shape, channel_axis)
     preset = get_preset(mode, jpeg=qcs is not None)
     method = method or preset.l0_solver
     _check_method(method)

@@ -22,13 +22,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["JpegConstraint", "read_jpeg_constraint"]
+__all__ = ["JpegConstraint", "read_jpeg_constraint", "check_constraint", "file_or_pixels",
+           "run_from_file_or_pixels", "same_pixels"]
+
+T = TypeVar("T")
 
 # JFIF RGB -> YCbCr (offsets of 128 on the chroma planes) and back.
 _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]])
@@ -245,3 +250,103 @@ def read_jpeg_constraint(path: str | os.PathLike) -> JpegConstraint:
     tables = [np.asarray(d.get_component_qt(c)) for c in range(len(comps))]
     return JpegConstraint([np.asarray(c) for c in comps], tables, factors, (int(d.height), int(d.width)),
                           str(path))
+
+
+def check_constraint(jpeg, shape: tuple, channel_axis, data_range=None) -> JpegConstraint:
+    """The constraint of ``jpeg`` (a path or a JpegConstraint), checked against the image it comes with.
+
+    ``ValueError`` when the image (``shape``, ``channel_axis``) is not the file's
+    (an RGB file needs (H, W, 3) with the channel axis last, a grey one (H, W)),
+    or a ``data_range`` is given (the file's samples run from 0 to 255).
+    """
+    qcs = jpeg if isinstance(jpeg, JpegConstraint) else read_jpeg_constraint(jpeg)
+    if data_range is not None:
+        raise ValueError("data_range cannot be set with jpeg=: the file's samples run from 0 to 255")
+    expected = (*qcs.shape, 3) if qcs.channels == 3 else qcs.shape
+    if tuple(shape) != expected or (qcs.channels == 3) != (channel_axis == len(shape) - 1):
+        what = "an RGB image (H, W, 3) with channel_axis=-1" if qcs.channels == 3 else "a greyscale image (H, W)"
+        raise ValueError(f"the JPEG file {qcs.path or ''} holds {what} of {qcs.shape[0]}×{qcs.shape[1]} pixels; "
+                         f"got shape {tuple(shape)} with channel_axis={channel_axis}")
+    return qcs
+
+
+def file_or_pixels(build: Callable[..., T], path: str | os.PathLike | None) -> tuple[T, str]:
+    """``build(jpeg=<the constraint of path>)`` where the JPEG file can be used, else ``build()``; and why not.
+
+    The one "deblock from the file, else from the pixels" decision of every front
+    end (napari, ``dip-l0 deblock``, ``dip-l0 batch``). ``build`` makes a run (or a
+    preview) from the decoded pixels, with ``jpeg=`` the file's constraint when
+    given. A file whose coefficients cannot be used (CMYK, no ``jpeglib``, pixels
+    of another shape or channel layout, a run too large to fit whole) falls back to
+    the pixels alone, with the first line of the reason as the second value ('' when
+    the file was used or ``path`` is None). A bad setting is not a reason to fall
+    back: ``build()`` raises it as it would without the file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0.core.jpeg import file_or_pixels
+    >>> file_or_pixels(lambda jpeg=None: "from the file" if jpeg else "from the pixels", None)
+    ('from the pixels', '')
+    """
+    if path is not None:
+        try:
+            return build(jpeg=read_jpeg_constraint(path)), ""
+        except (ValueError, ImportError, MemoryError) as exc:
+            from .imageio import first_line
+
+            why_not = first_line(exc)
+        return build(), why_not
+    return build(), ""
+
+
+def run_from_file_or_pixels(image, mode: str = "deblock", path: str | os.PathLike | None = None, *,
+                            pixel_settings: dict | None = None, **settings):
+    """The :class:`~napari_dip_l0.core.run.DipL0Run` of ``image``: from the JPEG file ``path`` it was decoded
+    from where ``mode`` has a file preset (:data:`~napari_dip_l0.core.presets.FILE_PRESETS`) and the file can be
+    used, else from the pixels alone; and why the file was not used ('' if it was, or there was none).
+
+    ``settings`` are :class:`DipL0Run`'s keywords; ``pixel_settings`` override
+    some of them for a run on the pixels alone (the napari widget shows the file
+    preset's iteration cap, which a run on the pixels replaces by the mode's count).
+    Every setting is checked here, before any work; see :func:`file_or_pixels`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_dip_l0.core.jpeg import run_from_file_or_pixels
+    >>> image = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
+    >>> run, why_not = run_from_file_or_pixels(image, "deblock", None, iterations=3, device="cpu")
+    >>> run.jpeg is None, why_not
+    (True, '')
+    """
+    from .presets import FILE_PRESETS
+    from .run import DipL0Run
+
+    def build(jpeg=None):
+        extra = {} if jpeg is not None else pixel_settings or {}
+        return DipL0Run(image, mode, jpeg=jpeg, **{**settings, **extra})
+
+    return file_or_pixels(build, path if mode in FILE_PRESETS else None)
+
+
+def same_pixels(path: str | os.PathLike, pixels: np.ndarray) -> str:
+    """Why ``pixels`` are not what the JPEG file ``path`` decodes to ('' when they are, to the last bit).
+
+    Only then do the file's coefficients describe them: an edited, cropped or
+    converted image must be deblocked from its pixels alone.
+    """
+    from .imageio import JPEG, read_image
+
+    path = Path(path)
+    if path.suffix.lower() not in JPEG:
+        return f"{path.name} is not a JPEG file"
+    if not path.is_file():
+        return f"its JPEG file {path.name} is gone"
+    try:
+        decoded = read_image(path)
+    except (ValueError, OSError, MemoryError):
+        return f"its JPEG file {path.name} cannot be read"
+    if decoded.shape != pixels.shape or not np.array_equal(decoded, pixels):
+        return f"the layer's pixels differ from its JPEG file {path.name}"
+    return ""

@@ -1,0 +1,49 @@
+"""Where a DIP-ℓ0 run is, as an evented object the form listens to (careamics-napari's signals/ pattern).
+
+No Qt here: the form connects ``status.events.state`` (lock or unlock the
+settings), ``status.events.text`` (the status line) and ``status.events.done``
+/ ``total`` (the progress bar).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from psygnal import evented
+
+
+class RunState(Enum):
+    """Where a DIP-ℓ0 run is. idle → running → (stopping →) idle."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+
+
+TRANSITIONS = {
+    RunState.IDLE: {RunState.RUNNING},
+    RunState.RUNNING: {RunState.STOPPING, RunState.IDLE},
+    RunState.STOPPING: {RunState.IDLE},
+}
+
+
+@evented
+@dataclass
+class RunStatus:
+    """The run's state, its status line, and iterations done of the total (0 of 0: busy, no count yet)."""
+
+    state: RunState = RunState.IDLE
+    text: str = "idle"
+    done: int = 0
+    total: int = 0
+
+    def move(self, state: RunState) -> None:
+        """Go to ``state``; ``RuntimeError`` for a transition the state machine does not have."""
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"DIP-ℓ0 widget: no transition from {self.state.value} to {state.value}")
+        self.state = state
+
+    @property
+    def idle(self) -> bool:
+        return self.state is RunState.IDLE
