@@ -12,8 +12,7 @@ import torch
 from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
 from napari_dip_l0.core.admm import AdmmFit
 from napari_dip_l0.core.api import l0_preview
-from napari_dip_l0.core.fusion import parallel_fusion
-from napari_dip_l0.core.l0 import fft_l0
+from napari_dip_l0.core.l0 import fft_l0, parallel_fusion
 from napari_dip_l0.core.layout import PlaneReader, fill_defects, robust_range
 from napari_dip_l0.core.noise import noise_sigma
 from napari_dip_l0.core.presets import PRESETS

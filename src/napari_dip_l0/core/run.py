@@ -235,7 +235,11 @@ class DipL0Run:
     ):
         arr, channel_axis = check_image(image, channel_axis)
         dtype = check_dtype(dtype, arr.dtype)
-        self.jpeg = None if jpeg is None else _jpeg_constraint(jpeg, arr.shape, channel_axis, data_range)
+        if jpeg is not None:
+            from .jpeg import check_constraint  # jpeglib only for runs with a file
+
+            jpeg = check_constraint(jpeg, arr.shape, channel_axis, data_range)
+        self.jpeg = jpeg
         if self.jpeg is not None:
             data_range = (0, 255)  # the file's sample scale
             # The constraint is on the whole image's blocks: no tiles (the memory check still applies).
@@ -403,21 +407,6 @@ def stabilise(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[float, fl
     if model[0] > 0:  # noise that grows with the signal: fit where it does not
         reader.stabiliser = Stabiliser(*model)
     return model
-
-
-def _jpeg_constraint(jpeg, shape: tuple, channel_axis, data_range):
-    """The constraint of ``jpeg`` (a path or a JpegConstraint), checked against the image it comes with."""
-    from .jpeg import JpegConstraint, read_jpeg_constraint
-
-    qcs = jpeg if isinstance(jpeg, JpegConstraint) else read_jpeg_constraint(jpeg)
-    if data_range is not None:
-        raise ValueError("data_range cannot be set with jpeg=: the file's samples run from 0 to 255")
-    expected = (*qcs.shape, 3) if qcs.channels == 3 else qcs.shape
-    if tuple(shape) != expected or (qcs.channels == 3) != (channel_axis == len(shape) - 1):
-        what = "an RGB image (H, W, 3) with channel_axis=-1" if qcs.channels == 3 else "a greyscale image (H, W)"
-        raise ValueError(f"the JPEG file {qcs.path or ''} holds {what} of {qcs.shape[0]}×{qcs.shape[1]} pixels; "
-                         f"got shape {tuple(shape)} with channel_axis={channel_axis}")
-    return qcs
 
 
 def iter_dip_l0(image, mode: str = "smooth", **kwargs) -> Iterator[Snapshot]:
