@@ -137,9 +137,9 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
     before any task runs: an input that cannot be read or an output that
     cannot hold it is put in the summary as failed. Raises ``ValueError``
     when two inputs would write the same output or an output would
-    overwrite an input. The outputs' names are noted in ``outdir``'s ledger
-    (``.dip-l0-outputs``), so that a rerun does not take a result written
-    beside its inputs for an input (:func:`_not_results`).
+    overwrite an input. Where inputs lie in ``outdir`` itself, the outputs'
+    names are noted in its ledger (``.dip-l0-outputs``), so that a rerun does
+    not take a result written beside its inputs for an input (:func:`_not_results`).
     """
     summary = Summary()
     tasks: list[Task] = []
@@ -178,7 +178,9 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
             tasks.append(Task(path, out, plane=p, planes=n, part=part))
         if not any(t.output == out for t in tasks):  # every plane done: only the assembly is left
             tasks.append(Task(path, out, plane=None, planes=n))
-    _note_outputs(outdir, [_output_path(path, outdir, fmt) for path in inputs])
+    here = Path(outdir).resolve()
+    if any(Path(path).resolve().parent == here for path in inputs):  # results will lie beside inputs
+        _note_outputs(outdir, [_output_path(path, outdir, fmt) for path in inputs])
     return tasks, summary
 
 
