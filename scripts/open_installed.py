@@ -22,6 +22,15 @@ PLUGIN = "napari-dip-l0"
 MODES = {"smooth", "denoise", "deblock"}
 
 
+def _settle(timeout_ms: int = 120_000) -> None:
+    from qtpy.QtCore import QThreadPool
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    QThreadPool.globalInstance().waitForDone(timeout_ms)
+    QApplication.processEvents()
+
+
 def main() -> int:
     import napari
     import npe2
@@ -38,7 +47,9 @@ def main() -> int:
     package = Path(napari_dip_l0.__file__).resolve().parent
     check(f"napari_dip_l0 {napari_dip_l0.__version__} imported from the environment ({package})",
           package.parent == site, f"not under {site}")
-    manifest = npe2.PluginManager.instance().get_manifest(PLUGIN)
+    pm = npe2.PluginManager.instance()
+    pm.discover()  # what napari does at start-up
+    manifest = pm.get_manifest(PLUGIN)
     shipped = package / "napari.yaml"
     check("napari discovers the manifest shipped inside the installed package",
           shipped.is_file() and npe2.PluginManifest.from_file(shipped).contributions == manifest.contributions,
@@ -68,7 +79,9 @@ def main() -> int:
             except Exception:
                 check(f"sample {key!r} opens", False, traceback.format_exc())
     finally:
+        _settle()  # the widget's background work (a noise estimate, a preview) ends before its viewer closes
         viewer.close()
+        _settle()
 
     # The console script: its version, and the refusal of `gui` without a display (one line, status 2).
     exe = Path(sys.executable).with_name("dip-l0")

@@ -36,7 +36,7 @@ def nuclei_camera():
     Poisson photons, 1.5 e- read noise, 2 ADU per electron, 100 ADU offset,
     uint16, a few hot pixels (:func:`napari_dip_l0.data.camera_frame`, seed 0,
     so every opening shows the same frame). The noise-free frame, on the
-    same ADU scale, comes second, hidden, to compare a result with.
+    same ADU scale, comes first, hidden, to compare a result with.
     """
     from .core.imageio import read_image
 
@@ -46,10 +46,11 @@ def nuclei_camera():
     frame, truth, _ = camera_frame(clean, PHOTONS, seed=0)
     limits = [float(truth.min()), float(truth.max())]  # hot pixels (4095 ADU) would set the contrast otherwise
     look = {"colormap": "gray", "contrast_limits": limits}
+    # The frame comes last, so that napari selects it and the widget takes it as the image to denoise.
     return [
-        (frame, {"name": "nuclei, camera frame (20 photons)", **look, "metadata": {MODE_KEY: "denoise"}}),
         (truth.astype(np.float32), {"name": "nuclei, noise-free", **look, "visible": False,
                                     "metadata": {MODE_KEY: "denoise", "dip_l0_reference": True}}),
+        (frame, {"name": "nuclei, camera frame (20 photons)", **look, "metadata": {MODE_KEY: "denoise"}}),
     ]
 
 

@@ -70,11 +70,9 @@ _nonneg_int = _int_at_least(0)
 
 def _int_in(minimum: int, maximum: int, why: str = ""):
     """A whole number from ``minimum`` to ``maximum``, refused at parse time (``why``: what sets the top)."""
-    at_least = _int_at_least(minimum)
-
     def parse(text: str) -> int:
-        value = at_least(text)
-        if value > maximum:
+        value = _int_at_least(-math.inf)(text)
+        if not minimum <= value <= maximum:
             raise argparse.ArgumentTypeError(f"expected a number from {minimum} to {maximum}{why}, got {text!r}")
         return value
 
