@@ -81,3 +81,22 @@ def test_camera_frame_has_the_statistics_of_its_model():
     values = frame.astype(float)
     assert abs(values.mean() - 140) < 0.5
     assert abs(values.var() - (4 * 20 + 4 * 1.5**2)) < 8  # gain² (photons + read noise²)
+
+
+@pytest.mark.parametrize("key, mode", [("nuclei_camera", "camera-noise denoising"),
+                                       ("histology_jpeg", "JPEG deblocking"),
+                                       ("textured_cartoon", "edge-preserving smoothing")])
+def test_dip_l0_gui_opens_each_sample_in_its_mode(key, mode, qtbot):
+    pytest.importorskip("napari")
+    from qtpy.QtCore import QThreadPool
+
+    from napari_dip_l0.cli import open_viewer
+
+    viewer, widget = open_viewer(key)
+    try:
+        assert widget.mode.value == mode
+        assert widget.image.value is viewer.layers[-1]  # the sample's working layer, not the noise-free reference
+        assert "noise-free" not in widget.image.value.name
+    finally:
+        QThreadPool.globalInstance().waitForDone(120_000)
+        viewer.close()
