@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile

@@ -4,11 +4,11 @@ the citation, and the manifest inside a built wheel."""
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def _uses(job: str) -> list[str]:
 def test_ci_runs_the_release_checks_and_the_readme_test_command():
     lines = [ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines() if ln.strip().startswith("make")]
     assert lines == ["make dist-check", "make test"]
-    assert re.search(r"^test: .*\n\t\$\(PY\) -m pytest$", MAKEFILE, re.M)
+    assert re.search(r"^test: .*\n\t\$\(PY\) -m pytest$", MAKEFILE, re.MULTILINE)
     for step in ("-m build", "twine check --strict", "scripts/check_wheel.py", "npe2 validate",
                  "check-jsonschema --builtin-schema vendor.github-workflows", "zizmor", "scripts/fresh_install.sh"):
         assert step in MAKEFILE.split("dist-check:")[1], step
@@ -43,7 +43,7 @@ def test_workflow_runs_the_same_commands_on_every_platform_and_python_claimed():
     assert claimed[0] == PYPROJECT["project"]["requires-python"].removeprefix(">=")
     runs = _runs("test")
     assert "python -m pytest" in runs.splitlines()[-1] or runs.rstrip().endswith("python -m pytest")
-    torch_pin = re.search(r"^TORCH_PIN \?= (\S+)$", MAKEFILE, re.M).group(1)
+    torch_pin = re.search(r"^TORCH_PIN \?= (\S+)$", MAKEFILE, re.MULTILINE).group(1)
     assert f"pip install {torch_pin} --index-url https://download.pytorch.org/whl/cpu" in runs
     assert "pyvista/setup-headless-display-action" in _uses("test")  # a virtual display for the GUI tests
     assert "make dist-check" in _runs("package")

@@ -370,7 +370,6 @@ def _jpeg_of(info: FileInfo, image, channel_axis, settings: dict):
 def _cmd_batch(args, interrupts: Interrupts) -> int:
     from .batch import BatchOptions, find_inputs, plan, run_batch
     from .core.imageio import check_output
-
     from .core.layout import resolve_device
 
     if args.scheduler is not None and args.workers is not None:
