@@ -10,9 +10,9 @@ SYSTEM_DEPS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-
 	libfontconfig1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-deps venv clean screenshot
+.PHONY: demo test system-deps venv clean screenshot dist-check
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml napari.yaml hatch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
@@ -38,5 +38,19 @@ screenshot: venv system-deps
 test: venv system-deps
 	$(PY) -m pytest
 
+# Release checks (.ci/run and the GitHub workflow): build the sdist and wheel, twine check --strict, the
+# wheel's contents, npe2 validate, the workflow linters, and the hub user's path: napari[all] plus the
+# wheel in a fresh environment, opening every widget and sample under Xvfb.
+dist-check: venv system-deps
+	$(PY) -m pip install --quiet build twine check-jsonschema zizmor
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+	$(PY) scripts/check_wheel.py dist/*.whl
+	$(VENV)/bin/npe2 validate napari-dip-l0 --imports
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --config .github/zizmor.yml .github/workflows
+	PYTHON=$(PYTHON) TORCH_PIN=$(TORCH_PIN) bash scripts/fresh_install.sh dist/*.whl
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache dist

@@ -58,6 +58,7 @@ from skimage.transform import downscale_local_mean
 from napari_dip_l0 import dip_l0_denoise, l0_smooth
 from napari_dip_l0.core.layout import robust_range
 from napari_dip_l0.core.presets import get_preset
+from napari_dip_l0.data import camera_frame
 
 GAIN, OFFSET, READ_NOISE, HOT_ADU, HOT_FRACTION = 2.0, 100.0, 1.5, 4095, 2e-4
 PEAKS = (5, 20, 100)
@@ -124,15 +125,10 @@ def build_set(cache: Path, size: int, quick: bool):
 
 
 def camera(clean: np.ndarray, peak: float, seed: int, hot: bool):
-    """(uint16 frame, truth in ADU, signal range in ADU, hot-pixel mask)."""
-    rng = np.random.default_rng(seed)
-    electrons = rng.poisson(peak * clean) + rng.normal(0, READ_NOISE, clean.shape)
-    adu = np.clip(np.rint(GAIN * electrons + OFFSET), 0, 65535)
-    mask = np.zeros(clean.shape, bool)
-    if hot:
-        mask.flat[rng.choice(clean.size, max(1, int(HOT_FRACTION * clean.size)), replace=False)] = True
-        adu[mask] = HOT_ADU
-    return adu.astype(np.uint16), OFFSET + GAIN * peak * clean, GAIN * peak, mask
+    """(uint16 frame, truth in ADU, signal range in ADU, hot-pixel mask): the package's camera model."""
+    frame, truth, mask = camera_frame(clean, peak, gain=GAIN, offset=OFFSET, read_noise=READ_NOISE,
+                                      hot_fraction=HOT_FRACTION if hot else 0.0, hot_adu=HOT_ADU, seed=seed)
+    return frame, truth, GAIN * peak, mask
 
 
 # ----- scores ---------------------------------------------------------------

@@ -1,6 +1,22 @@
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+
+import napari_dip_l0
+
+# napari finds the manifest in the package's folder (entry point napari_dip_l0:napari.yaml). A wheel has it
+# there; run from a source tree (editable install, or PYTHONPATH=src), the package gets a copy of the
+# top-level napari.yaml, refreshed here so that tests never see a stale one (hatch_build.py writes it too).
+_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGE = Path(napari_dip_l0.__file__).resolve().parent
+if _PACKAGE == _ROOT / "src" / "napari_dip_l0":
+    _manifest = _ROOT / "napari.yaml"
+    _copy = _PACKAGE / "napari.yaml"
+    if not _copy.exists() or _copy.read_bytes() != _manifest.read_bytes():
+        shutil.copyfile(_manifest, _copy)
 
 
 @pytest.fixture(autouse=True)

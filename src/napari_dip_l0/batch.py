@@ -29,6 +29,7 @@ __all__ = ["BatchOptions", "Task", "Summary", "find_inputs", "plan", "run_batch"
 
 _PARTS = ".dip-l0-parts"
 _PART_TEMP = ".part."
+LEDGER = ".dip-l0-outputs"  # in an output folder: the names of the outputs batches planned there
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,30 @@ class BatchOptions:
     tile_size: int | None = None
     warm_start: bool = True
     l0_solver: str | None = None  # None: the preset's
+
+    def __post_init__(self):
+        """Refuse a bad setting here, when the batch is set up, not on every worker for every file.
+
+        The settings are checked as a run checks them (a :class:`DipL0Run` is
+        set up on a small image), except whether ``device`` is usable: that
+        depends on the worker (:func:`run_batch` checks it for a local cluster).
+        """
+        from .core.layout import resolve_device
+        from .core.run import DipL0Run
+
+        axis = self.channel_axis
+        if not (axis is None or axis == "auto" or (isinstance(axis, int) and not isinstance(axis, bool))):
+            raise TypeError(f"channel_axis must be an int, None or 'auto', got {axis!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            if "not available" not in str(exc):  # an unknown name; one that is not here may be on a worker
+                raise
+        probe = np.random.default_rng(0).random((16, 16))
+        DipL0Run(probe, self.mode, lam=self.lam, iterations=self.iterations, l0_solver=self.l0_solver,
+                 seed=self.seed, device="cpu", warm_start=self.warm_start, tile_size=self.tile_size)
 
 
 @dataclass
@@ -112,11 +137,14 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
     before any task runs: an input that cannot be read or an output that
     cannot hold it is put in the summary as failed. Raises ``ValueError``
     when two inputs would write the same output or an output would
-    overwrite an input.
+    overwrite an input. Where inputs lie in ``outdir`` itself, the outputs'
+    names are noted in its ledger (``.dip-l0-outputs``), so that a rerun does
+    not take a result written beside its inputs for an input (:func:`_not_results`).
     """
     summary = Summary()
     tasks: list[Task] = []
     seen: dict[Path, Path] = {}
+    inputs = _not_results(inputs, outdir)
     for path in inputs:
         out = _output_path(path, outdir, fmt)
         if out in seen:
@@ -150,7 +178,49 @@ def plan(inputs: list[Path], outdir: Path, *, options: BatchOptions, split_plane
             tasks.append(Task(path, out, plane=p, planes=n, part=part))
         if not any(t.output == out for t in tasks):  # every plane done: only the assembly is left
             tasks.append(Task(path, out, plane=None, planes=n))
+    here = Path(outdir).resolve()
+    if any(Path(path).resolve().parent == here for path in inputs):  # results will lie beside inputs
+        _note_outputs(outdir, [_output_path(path, outdir, fmt) for path in inputs])
     return tasks, summary
+
+
+def _ledger(outdir: Path) -> set[str]:
+    try:
+        return set((Path(outdir) / LEDGER).read_text(encoding="utf-8").splitlines()) - {""}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
+def _not_results(inputs: list[Path], outdir: Path) -> list[Path]:
+    """``inputs`` less the results of earlier batches into ``outdir`` (named in its ledger).
+
+    With the output folder among the input folders (``dip-l0 batch DIR -o DIR
+    --format png``), a rerun finds the first run's results beside the inputs;
+    they are that run's outputs, to be skipped as done, not new inputs (whose
+    outputs would overwrite them). Results in any other folder are inputs
+    like any file, so that one batch's output folder can be the next one's input.
+    """
+    names = _ledger(outdir)
+    if not names or not Path(outdir).is_dir():
+        return list(inputs)
+    here = Path(outdir).resolve()
+    return [p for p in inputs if not (p.name in names and Path(p).resolve().parent == here)]
+
+
+def _note_outputs(outdir: Path, outputs: list[Path]) -> None:
+    """Add the names of ``outputs`` to ``outdir``'s ledger (atomically), before any of them is written."""
+    names = _ledger(outdir)
+    new = names | {p.name for p in outputs}
+    if new == names or not Path(outdir).is_dir():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=LEDGER + ".", suffix=".tmp", dir=outdir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"{name}\n" for name in sorted(new)))
+        os.replace(tmp, Path(outdir) / LEDGER)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _set_threads(threads: int | None) -> None:
@@ -292,7 +362,10 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
     stop = stop or (lambda: False)
     t0 = time.perf_counter()
     cluster = None
-    if scheduler is None:
+    if scheduler is None:  # a local cluster computes here: its device must be usable here
+        from .core.layout import resolve_device
+
+        resolve_device(options.device)
         cluster, fixed = _local_cluster(workers)
         client = Client(cluster)
         fixed = threads_per_task or fixed

@@ -68,6 +68,34 @@ _positive_int = _int_at_least(1)
 _nonneg_int = _int_at_least(0)
 
 
+def _int_in(minimum: int, maximum: int, why: str = ""):
+    """A whole number from ``minimum`` to ``maximum``, refused at parse time (``why``: what sets the top)."""
+    def parse(text: str) -> int:
+        value = _int_at_least(-math.inf)(text)
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"expected a number from {minimum} to {maximum}{why}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    from .core.layout import check_seed
+
+    value = _nonneg_int(text)
+    try:
+        return check_seed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+MAX_THREADS = 1024  # torch threads per task: more is a typo, and torch's own limit (a C int) is far above it
+
+
 def _cold_start(p) -> None:
     p.add_argument("--cold-start", action="store_true",
                    help="fit every plane of a stack afresh, with the full iterations (default: each plane starts "
@@ -91,7 +119,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--lam", type=_lam, default="auto",
                    help="ℓ0 weight on the [0, 1] scale, or 'auto' (default: auto, the preset's choice)")
     p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations per plane (default: the preset's)")
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64 - 1 (default 0)")
     p.add_argument("--channel-axis", type=_channel_axis, default="auto",
                    help="axis of colour/channels: a number, 'none', or 'auto' (last axis if it has 3 or 4 entries)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto, on every worker")
@@ -104,9 +132,10 @@ def _add_batch(sub) -> None:
                    help="one task per plane of a stack (parallel, but each plane starts cold instead of from the "
                         "previous one)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="address of a running dask scheduler")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="LocalCluster worker processes (default: one per core, as memory allows)")
-    p.add_argument("--threads-per-task", type=_positive_int, default=None,
+    p.add_argument("--workers", type=_int_in(1, _cores(), " (this machine's cores)"), default=None,
+                   help="LocalCluster worker processes, at most one per core (default: one per core, as memory "
+                        "allows)")
+    p.add_argument("--threads-per-task", type=_int_in(1, MAX_THREADS), default=None,
                    help="torch threads per task (default: a worker host's cores shared among its tasks)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -152,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
                else f"{preset.iterations}{cap}")
         p.add_argument("--iterations", type=_positive_int, default=None,
                        help=f"ADMM iterations per plane (default {its})")
-        p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+        p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**64 - 1 (default 0)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         p.add_argument("--l0-solver", choices=L0_SOLVERS, default=None,
                        help=f"ℓ0 step solver (default: the preset's, {preset.l0_solver})")
@@ -178,13 +207,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run DIP-ℓ0 on a bundled sample and write a side-by-side picture",
                        description="Run DIP-ℓ0 on a bundled textured cartoon image.")
     p.add_argument("-o", "--output", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
-    p.add_argument("--size", type=_positive_int, default=192, help="side of the sample image (default 192)")
+    p.add_argument("--size", type=_int_in(32, 1024), default=192, help="side of the sample image, 32 to 1024 "
+                                                                       "(default 192)")
     p.add_argument("--iterations", type=_positive_int, default=None, help="ADMM iterations (default: the preset's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("gui", help="open napari with a sample image and the DIP-ℓ0 widget",
                        description="Open napari with a sample image loaded and the DIP-ℓ0 widget docked.")
-    p.add_argument("--sample", choices=["textured_cartoon", "jpeg_q10", "microscopy"], default="textured_cartoon")
+    p.add_argument("--sample", choices=SAMPLE_KEYS, default="textured_cartoon",
+                   help="sample to open (default textured_cartoon)")
     return parser
 
 
@@ -327,17 +358,26 @@ def _jpeg_note(path: Path, why_not: str) -> None:
 def _cmd_batch(args, interrupts: Interrupts) -> int:
     from .batch import BatchOptions, find_inputs, plan, run_batch
     from .core.imageio import check_output
+    from .core.layout import resolve_device
 
     if args.scheduler is not None and args.workers is not None:
         raise CLIError("--workers sets up a local cluster; with --scheduler the cluster's own workers are used")
+    # Everything a batch needs is checked before the output folder is made or any task is sent: the settings,
+    # dask.distributed, and (for a local cluster, which computes here) the device.
+    options = BatchOptions(mode=args.mode, lam=args.lam, iterations=args.iterations, seed=args.seed,
+                           channel_axis=args.channel_axis, device=args.device, tile_size=args.tile_size,
+                           l0_solver=args.l0_solver, warm_start=not args.cold_start)
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise CLIError("batch runs need dask.distributed: pip install 'napari-dip-l0[batch]'") from None
+    if args.scheduler is None:
+        resolve_device(args.device)
     inputs = find_inputs(args.inputs)
     if args.outdir.exists() and not args.outdir.is_dir():
         raise CLIError(f"output folder {args.outdir} is a file")
     args.outdir.mkdir(parents=True, exist_ok=True)
     check_output(args.outdir / "probe.tif", (2, 2), "uint8")  # the folder takes new files
-    options = BatchOptions(mode=args.mode, lam=args.lam, iterations=args.iterations, seed=args.seed,
-                           channel_axis=args.channel_axis, device=args.device, tile_size=args.tile_size,
-                           l0_solver=args.l0_solver, warm_start=not args.cold_start)
     tasks, summary = plan(inputs, args.outdir, options=options, split_planes=args.split_planes, fmt=args.format)
     if summary.skipped:
         print(f"dip-l0: {len(summary.skipped)} output(s) already in {args.outdir}: skipped", file=sys.stderr)
@@ -445,19 +485,48 @@ def _cmd_demo(args, interrupts: Interrupts) -> int:
     return 130 if interrupts else 0
 
 
+SAMPLE_KEYS = ["nuclei_camera", "histology_jpeg", "textured_cartoon"]  # the manifest's sample_data keys
+
+
 def open_viewer(sample: str = "textured_cartoon"):
-    """A napari viewer with ``sample`` loaded and the DIP-ℓ0 widget docked; returns (viewer, widget)."""
+    """A napari viewer with ``sample`` loaded and the DIP-ℓ0 widget docked in the sample's mode; (viewer, widget)."""
     import napari
 
+    from ._widget import MODES
+
     viewer = napari.Viewer(title="napari-dip-l0")
-    viewer.open_sample("napari-dip-l0", sample)
+    layers = viewer.open_sample("napari-dip-l0", sample)
     _, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
-    if sample == "jpeg_q10":
-        widget.mode.value = "JPEG deblocking"
+    mode = layers[0].metadata.get("dip_l0_mode")
+    names = {key: name for name, key in MODES.items()}
+    if mode in names:
+        widget.mode.value = names[mode]
     return viewer, widget
 
 
+def check_display(environ=None, platform: str | None = None) -> None:
+    """Refuse (:class:`CLIError`) to start a GUI where Qt would find no screen and abort the process.
+
+    Qt's xcb platform plugin calls ``abort()`` when it cannot open a display:
+    a core dump, not an exception. So the check is made before Qt is
+    imported: on Linux (and other X11/Wayland systems) a GUI needs
+    ``DISPLAY`` or ``WAYLAND_DISPLAY``, unless ``QT_QPA_PLATFORM`` names a
+    platform that needs no screen (offscreen, minimal, vnc, ...).
+    """
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform in ("win32", "darwin"):
+        return
+    qpa = environ.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if qpa and qpa not in ("xcb", "wayland", "wayland-egl"):
+        return  # offscreen, minimal, eglfs, vnc, ...: Qt does not need a display server
+    if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
+        raise CLIError("no display: `dip-l0 gui` needs a screen (DISPLAY or WAYLAND_DISPLAY is not set); "
+                       "headless, use `dip-l0 smooth|denoise|deblock` or run it under xvfb-run")
+
+
 def _cmd_gui(args, interrupts: Interrupts) -> int:
+    check_display()
     try:
         import napari
     except ImportError:

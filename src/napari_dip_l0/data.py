@@ -17,7 +17,7 @@ from skimage.color import rgb2gray
 from skimage.segmentation import slic
 from skimage.util import img_as_float
 
-__all__ = ["structure_image", "textured_image", "jpeg_compress", "cartoon_example"]
+__all__ = ["structure_image", "textured_image", "jpeg_compress", "cartoon_example", "camera_frame"]
 
 
 def _load(name: str, size: int, rgb: bool) -> np.ndarray:
@@ -78,3 +78,42 @@ def cartoon_example(photo: str = "astronaut", texture: str = "gravel", size: int
     """(textured input, structure ground truth), both float64 on [0, 1]."""
     gt = structure_image(photo, size, rgb=rgb)
     return textured_image(gt, texture, seed=seed), gt
+
+
+def camera_frame(clean: np.ndarray, peak: float = 20.0, *, gain: float = 2.0, offset: float = 100.0,
+                 read_noise: float = 1.5, hot_fraction: float = 2e-4, hot_adu: int = 4095,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frame as a scientific camera writes it, from a noise-free image on [0, 1].
+
+    Photons: Poisson counts of ``peak * clean``; read noise: Gaussian, in
+    electrons; then ``gain`` ADU per electron plus ``offset`` ADU, rounded
+    and clipped to uint16; a fraction ``hot_fraction`` of the pixels (at
+    least one when it is above 0) are hot, stuck at ``hot_adu``.
+
+    Returns
+    -------
+    frame : ndarray of uint16
+        The noisy frame.
+    truth : ndarray of float64
+        The noise-free frame on the same scale, ``offset + gain * peak * clean``.
+    hot : ndarray of bool
+        Where the hot pixels are.
+
+    Examples
+    --------
+    >>> clean = np.full((64, 64), 0.5)
+    >>> frame, truth, hot = camera_frame(clean, peak=20, seed=0)
+    >>> frame.dtype, float(truth[0, 0]), int(hot.sum())
+    (dtype('uint16'), 120.0, 1)
+    >>> bool(abs(np.median(frame) - 120) <= 2)
+    True
+    """
+    clean = np.asarray(clean, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    electrons = rng.poisson(peak * clean) + rng.normal(0, read_noise, clean.shape)
+    adu = np.clip(np.rint(gain * electrons + offset), 0, 65535)
+    hot = np.zeros(clean.shape, bool)
+    if hot_fraction > 0:
+        hot.flat[rng.choice(clean.size, max(1, int(hot_fraction * clean.size)), replace=False)] = True
+        adu[hot] = hot_adu
+    return adu.astype(np.uint16), offset + gain * peak * clean, hot

@@ -90,10 +90,15 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+SEED_MAX = 2**64 - 1  # torch's generators take seeds up to this (numpy's take any)
+
+
 def check_seed(seed) -> int:
-    """Validate a random seed: an int >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    """Validate a random seed: an int from 0 to ``2**64 - 1``, the range torch's generators take."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be an int from 0 to 2**64 - 1, got {seed}")
     return int(seed)
 
 
@@ -134,6 +139,8 @@ def check_data_range(data_range) -> tuple[float, float] | None:
         raise TypeError(f"data_range must be a pair of numbers (low, high), got {data_range!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"data_range must be finite with low < high, got {data_range!r}")
+    if not np.isfinite(hi - lo):  # the span every value is divided by: an infinite one maps all to 0
+        raise ValueError(f"data_range spans more than the largest float (high - low overflows), got {data_range!r}")
     return lo, hi
 
 
