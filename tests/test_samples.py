@@ -100,3 +100,17 @@ def test_dip_l0_gui_opens_each_sample_in_its_mode(key, mode, qtbot):
     finally:
         QThreadPool.globalInstance().waitForDone(120_000)
         viewer.close()
+
+
+def test_histology_sample_is_deblocked_from_its_file(make_napari_viewer):
+    from napari_dip_l0._sample_data import HISTOLOGY_JPEG
+    from napari_dip_l0._widget import job
+
+    viewer = make_napari_viewer()
+    [layer] = viewer.open_sample("napari-dip-l0", "histology_jpeg")
+    assert job.opened_from_jpeg(layer) and job.mode_preset("deblock", layer).patience > 0  # the file's preset
+    path, why_not = job.jpeg_file(layer, job.select(layer, job.CURRENT))
+    assert (path, why_not) == (str(HISTOLOGY_JPEG), "")
+    layer.data = layer.data.copy()
+    layer.data[0, 0] = 255 - layer.data[0, 0]  # edited: no longer the file's pixels
+    assert job.jpeg_file(layer, job.select(layer, job.CURRENT))[0] is None

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 from skimage.util import img_as_ubyte
 
+from ._widget.job import JPEG_FILE_KEY, MODE_KEY
 from .data import camera_frame, cartoon_example
 
 SAMPLES = Path(__file__).parent / "samples"
 NUCLEI = SAMPLES / "nuclei_bbbc038.png"
 HISTOLOGY_JPEG = SAMPLES / "ihc_q15.jpg"
-MODE_KEY = "dip_l0_mode"
-JPEG_KEY = "dip_l0_jpeg_file"
 PHOTONS = 20  # at the brightest nucleus: a dim, fast exposure, where denoising matters
 
 
@@ -59,4 +58,4 @@ def histology_jpeg():
     from .core.imageio import read_image
 
     return [(read_image(HISTOLOGY_JPEG), {"name": "histology, JPEG quality 15", "rgb": True,
-                                          "metadata": {MODE_KEY: "deblock", JPEG_KEY: str(HISTOLOGY_JPEG)}})]
+                                          "metadata": {MODE_KEY: "deblock", JPEG_FILE_KEY: str(HISTOLOGY_JPEG)}})]

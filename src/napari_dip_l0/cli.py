@@ -492,12 +492,12 @@ def open_viewer(sample: str = "textured_cartoon"):
     """A napari viewer with ``sample`` loaded and the DIP-ℓ0 widget docked in the sample's mode; (viewer, widget)."""
     import napari
 
-    from ._widget import MODES
+    from ._widget.job import MODE_KEY, MODES
 
     viewer = napari.Viewer(title="napari-dip-l0")
     layers = viewer.open_sample("napari-dip-l0", sample)
     _, widget = viewer.window.add_plugin_dock_widget("napari-dip-l0", "DIP-ℓ0")
-    mode = layers[0].metadata.get("dip_l0_mode")
+    mode = layers[0].metadata.get(MODE_KEY)
     names = {key: name for name, key in MODES.items()}
     if mode in names:
         widget.mode.value = names[mode]

@@ -21,7 +21,10 @@ CURRENT, ALL = "current plane", "all planes"
 # Largest plane (pixels) taken from a multiscale pyramid; finer levels are skipped.
 MAX_PLANE_PIXELS = 4096 * 4096
 #: Layer metadata key naming the mode a layer is meant for (the bundled samples set it).
+# Layer metadata a layer may carry for this plugin (the samples set both): the mode it is for, and the JPEG file
+# its pixels were decoded from, where napari's own source path cannot say so (a sample's data, not a file opened).
 MODE_KEY = "dip_l0_mode"
+JPEG_FILE_KEY = "dip_l0_jpeg_file"
 JPEG_NOTE = "using the JPEG file's quantisation tables"
 
 # Readable names of the ℓ0 solvers; a solver the core adds later shows under its own name.
@@ -73,11 +76,18 @@ def is_result(layer) -> bool:
     return "dip_l0" in layer.metadata
 
 
+def source_file(layer) -> str | None:
+    """The file ``layer`` was opened from: napari's source path, else the one its metadata names
+    (``JPEG_FILE_KEY``); None if neither."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return path or getattr(layer, "metadata", {}).get(JPEG_FILE_KEY)
+
+
 def opened_from_jpeg(layer) -> bool:
-    """Whether ``layer`` was opened from a JPEG file (its source path has a JPEG suffix)."""
+    """Whether ``layer`` was opened from a JPEG file (its source file has a JPEG suffix)."""
     from ..core.imageio import JPEG
 
-    path = getattr(getattr(layer, "source", None), "path", None)
+    path = source_file(layer)
     return bool(path) and Path(path).suffix.lower() in JPEG
 
 
@@ -149,7 +159,7 @@ def jpeg_file(layer, sel: Selection) -> tuple[str | None, str]:
 
     if not opened_from_jpeg(layer):
         return None, ""
-    path = layer.source.path
+    path = source_file(layer)
     if getattr(layer, "multiscale", False) or sel.plane_index is not None or sel.alpha is not None:
         return None, "the layer is not the JPEG file's whole image"
     why_not = same_pixels(path, sel.data)
