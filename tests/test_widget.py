@@ -377,7 +377,7 @@ def test_denoise_mode_reads_lambda_from_the_noise(qtbot, viewer, widget):
 
 def test_denoise_result_shows_where_it_stopped_and_is_visible(qtbot, viewer, widget, monkeypatch):
     # How the rule stops is tested in test_denoise.py; here it only has to stop, so with a short patience.
-    patience, cap = 25, 400
+    patience, cap = 10, 200
     monkeypatch.setitem(PRESETS, "denoise", replace(PRESETS["denoise"], patience=patience))
     frame = _photons(peak=5)  # the hot pixel sets the frame's contrast limits: 100 to 4095
     layer = viewer.add_image(frame, name="frame")
