@@ -10,7 +10,7 @@ SYSTEM_DEPS := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-
 	libfontconfig1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test system-deps venv clean screenshot dist-check
+.PHONY: demo test docs system-deps venv clean screenshot dist-check
 
 $(VENV)/.installed: pyproject.toml napari.yaml hatch_build.py
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,13 @@ dist-check: venv system-deps
 	$(VENV)/bin/zizmor --offline --config .github/zizmor.yml .github/workflows
 	PYTHON=$(PYTHON) TORCH_PIN=$(TORCH_PIN) bash scripts/fresh_install.sh dist/*.whl
 
+# The documentation site (docs/ and the API reference from the docstrings) into site/; any warning fails it.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[testing,docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache dist
+	rm -rf $(VENV) demo-output .pytest_cache dist site

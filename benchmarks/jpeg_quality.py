@@ -1,6 +1,6 @@
 """JPEG deblocking from the files themselves: DIP-ℓ0 with and without the file's quantisation tables (not a test).
 
-    python benchmarks/jpeg_quality.py [--qualities 5 10 20 30 50] [--images ...] [--tag NAME] [--readme]
+    python benchmarks/jpeg_quality.py [--qualities 5 10 20 30 50] [--images ...] [--tag NAME] [--docs]
 
 Each picture is re-encoded with Pillow (libjpeg, 4:2:0 chroma, the standard
 tables scaled to the quality factor) and decoded again; scores are PSNR (dB)
@@ -20,8 +20,8 @@ and crops of the two stains away from the reported ones). Rows:
 
 Results are kept per (method, quality, picture) in OUT/jpeg_quality_TAG.json,
 so runs resume and can be split across processes (--tag, --images,
---qualities); --readme merges every such file and writes the table into
-README.md between its markers. Seconds are CPU seconds of one thread per picture.
+--qualities); --docs merges every such file and writes the table into
+docs/jpeg.md between its markers. Seconds are CPU seconds of one thread per picture.
 """
 
 from __future__ import annotations
@@ -241,16 +241,17 @@ def main():
     ap.add_argument("--tag", default="main", help="name of this process's results file")
     ap.add_argument("--size", type=int, default=SIZE, help=f"side of the crops (default {SIZE})")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
-    ap.add_argument("--readme", action="store_true", help="only merge the results and write the table into README.md")
+    ap.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                    help="only merge the results and write the table into docs/jpeg.md")
     args = ap.parse_args()
     SIZE = args.size
     args.out = args.out / f"jpeg_{SIZE}px"
     args.out.mkdir(parents=True, exist_ok=True)
-    if not args.readme:
+    if not args.docs:
         evaluate(args)
     text = table(merged(args.out))
     print("\n" + text)
-    if args.readme:
+    if args.docs:
         write_section("quality:jpeg-files", text)
 
 

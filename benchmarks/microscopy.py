@@ -1,6 +1,6 @@
 """Real microscopy with camera noise: DIP-ℓ0's defaults against classical denoisers (not a test).
 
-    python benchmarks/microscopy.py [--quick] [--size 128] [--out benchmarks/out] [--only METHOD ...] [--readme]
+    python benchmarks/microscopy.py [--quick] [--size 128] [--out benchmarks/out] [--only METHOD ...] [--docs]
 
 Each method's rows (and the results shown in the figure) are saved under
 ``--out/microscopy/``, so methods can run in separate processes (``--only``)
@@ -416,7 +416,8 @@ def main() -> None:
                              "with --table, tabulate just these")
     parser.add_argument("--table", action="store_true",
                         help="run nothing: build the table and figure from the results saved under --out")
-    parser.add_argument("--readme", action="store_true", help="write the tables into README.md, the figure to docs/")
+    parser.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                        help="write the tables into docs/microscopy.md, the figure to docs/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = 64 if args.quick else args.size
@@ -448,10 +449,10 @@ def main() -> None:
         peak = 20 if 20 in {r["peak"] for r in rows} else rows[0]["peak"]
         fig = args.out / "microscopy.png"
         figure(fig, kept, report[0], peak, [*peers, ours])
-        if args.readme:
+        if args.docs:
             Path("docs").mkdir(exist_ok=True)
             Path("docs/microscopy.png").write_bytes(fig.read_bytes())
-    if args.readme:
+    if args.docs:
         write_section("microscopy", text)
 
 

@@ -1,6 +1,6 @@
 """Quality of DIP-ℓ0 against its peers on offline NKS-like sets (not a test).
 
-    python benchmarks/quality.py [--quick] [--set smooth|deblock|both] [--size 256] [--out benchmarks/out] [--readme]
+    python benchmarks/quality.py [--quick] [--set smooth|deblock|both] [--size 256] [--out benchmarks/out] [--docs]
 
 Sets, built from pictures bundled with scikit-image (nothing is downloaded):
   smooth   piecewise-planar structure images (the ground truth, see napari_dip_l0.data)
@@ -11,9 +11,9 @@ Protocol: every method gets one parameter for the whole set, the best mean PSNR
 over its grid on the tuning half (which holds the images the presets were tuned
 on); the table reports the other half. DIP-ℓ0 rows use the presets the API ships.
 Plain DIP and DIP-TV choose their stopping iteration from the grid too (generous
-to them). Writes quality_<set>.md and quality_<set>.png under --out; --readme
-puts each table into README.md between its set's markers and copies the figure
-to docs/.
+to them). Writes quality_<set>.md and quality_<set>.png under --out; --docs
+puts each table into docs/benchmarks.md between its set's markers and copies the
+figure to docs/.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from napari_dip_l0 import DipL0Run, l0_smooth
 from napari_dip_l0.core.presets import get_preset
 from napari_dip_l0.data import jpeg_compress, structure_image, textured_image
 from peers import plain_dip
+from readme import write_section
 
 # (photo, texture, seed); the first four form the tuning half (chelsea and rocket
 # are the images the presets were chosen on).
@@ -275,7 +276,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    parser.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                        help="write the tables into docs/benchmarks.md, the figures to docs/")
     parser.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                         help="rerun just these methods (table names, e.g. BM3D) and merge them into the "
                              "last full run's table under --out; the figure is left as it is")
@@ -297,14 +299,9 @@ def main() -> None:
         fig = args.out / f"quality_{kind}.png"
         if not args.only:
             figure(fig, {kind: (rows, crops, curves, report)})
-        if args.readme:  # each set has its own section, so the sets can be run separately
-            readme = Path("README.md")
-            body = readme.read_text()
-            begin, end = f"<!-- quality:{kind}:begin -->", f"<!-- quality:{kind}:end -->"
-            if begin in body and end in body:
-                head, rest = body.split(begin, 1)
-                _, tail = rest.split(end, 1)
-                readme.write_text(head + begin + "\n" + text + "\n" + end + tail)
+        if args.docs:  # each set has its own section, so the sets can be run separately
+            if not write_section(f"quality:{kind}", text):
+                print(f"no page under docs/ has the quality:{kind} markers; table not written", flush=True)
             if not args.only:
                 shutil.copyfile(fig, Path("docs") / fig.name)
 

@@ -6,7 +6,7 @@
 For each λ, runs DIP-ℓ0 with the task's preset (other fields as shipped, 300
 iterations) on two tuning images and prints PSNR every 100 (--every) iterations, beside
 the input and ℓ0-alone peers over a λ grid. Tuning images (chelsea, rocket)
-are kept apart from those of the tests, the demo and the README. Not a test.
+are kept apart from those of the tests, the demo and those the docs report. Not a test.
 """
 
 from __future__ import annotations

@@ -18,6 +18,20 @@ if _PACKAGE == _ROOT / "src" / "napari_dip_l0":
     if not _copy.exists() or _copy.read_bytes() != _manifest.read_bytes():
         shutil.copyfile(_manifest, _copy)
 
+# Tests that use one of these fixtures are marked without a decorator: `gui` for a napari viewer or Qt,
+# `slow` for a dask.distributed cluster of worker processes (test_batch.py).
+GUI_FIXTURES = {"make_napari_viewer", "qtbot"}
+SLOW_FIXTURES = {"cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & GUI_FIXTURES:
+            item.add_marker(pytest.mark.gui)
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _few_threads():

@@ -137,6 +137,7 @@ def test_deblock_runs_and_keeps_dtype():
     assert out.dtype == np.uint8 and out.shape == img.shape
 
 
+@pytest.mark.slow  # a fit long enough to gain
 @pytest.mark.parametrize("solver", ["parallel_fusion", "region_fusion", "fft"])
 def test_dip_l0_improves_on_input_and_its_warm_start(cartoon, solver):
     noisy, truth = cartoon

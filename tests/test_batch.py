@@ -106,6 +106,7 @@ def test_plane_task_equals_the_plane_run_on_the_stack_range(inputs, tmp_path):
     np.testing.assert_array_equal(np.load(tasks[2].part)[..., 0], plane)
 
 
+@pytest.mark.slow  # starts a dask LocalCluster
 def test_batch_default_local_cluster(inputs, tmp_path, capsys):
     src, images = inputs
     out = tmp_path / "out"
@@ -183,6 +184,7 @@ def test_batch_input_errors(inputs, tmp_path, capsys):
     assert os.path.isdir(tmp_path / "o") is False or not os.listdir(tmp_path / "o")
 
 
+@pytest.mark.slow  # the CLI in a subprocess, with its cluster
 def test_batch_interrupted_then_resumed(inputs, tmp_path):
     import signal
     import subprocess

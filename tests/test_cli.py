@@ -146,6 +146,7 @@ def test_bad_arguments_exit_2(argv, capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow  # the console script in a subprocess
 def test_console_script_demo(tmp_path):
     """The installed `dip-l0` command runs the demo on the bundled sample."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")

@@ -98,6 +98,7 @@ def test_fill_defects_replaces_isolated_outliers_only():
     assert np.all(np.abs(filled[[2, 2, 20], [2, 3, 5]]) < 2)
 
 
+@pytest.mark.slow  # a fit long enough to gain
 def test_hot_pixels_neither_disturb_the_fit_nor_survive_it():
     clean = _scene()
     frame = _camera(clean, 20)
@@ -176,6 +177,7 @@ def test_l0_preview_uses_the_runs_scale_and_lambda():
 
 
 # ----- the whole run --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a fit long enough to gain
 def test_denoise_beats_the_input_between_its_levels():
     clean = _scene()
     frame = _camera(clean, 10, hot=2)
@@ -216,6 +218,7 @@ def _stopping(patience=25, iterations=600):
     return replace(PRESETS["denoise"], patience=patience, iterations=iterations)
 
 
+@pytest.mark.slow  # runs until the stopping rule ends the fit
 def test_stopping_rule_keeps_the_estimate_at_the_spread_minimum():
     frame = _camera(_scene((32, 32)), 5)
     run = DipL0Run(frame, "denoise", preset=_stopping(), device="cpu")
@@ -238,6 +241,7 @@ def test_stopping_rule_keeps_the_estimate_at_the_spread_minimum():
     assert longer.stopped_at == [kept]
 
 
+@pytest.mark.slow  # runs until the stopping rule ends the fit
 def test_a_new_minimum_must_be_lower_by_min_improvement():
     frame = _camera(_scene((32, 32)), 5)
     kept = {}
@@ -264,6 +268,7 @@ def test_without_a_stopping_rule_every_iteration_runs():
         _stopping(patience=2.5)
 
 
+@pytest.mark.slow  # runs until the stopping rule ends the fit
 def test_stopping_rule_ends_each_plane_of_a_stack():
     stack = np.stack([_camera(_scene((32, 32)), 5, seed=s) for s in range(2)])
     run = DipL0Run(stack, "denoise", preset=_stopping(), device="cpu")

@@ -25,7 +25,7 @@ EXE = os.path.join(os.path.dirname(sys.executable), "dip-l0")
 SEED = int(os.environ.get("DIP_L0_SIGNAL_SEED", random.SystemRandom().randrange(2**32)))
 ENV = dict(os.environ, PYTHONWARNINGS="ignore")
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

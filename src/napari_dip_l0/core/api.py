@@ -314,8 +314,8 @@ def dip_l0_deblock(
     From a file, with its quantisation tables:
 
     >>> from PIL import Image
-    >>> Image.fromarray(jpeg).save("/tmp/example_deblock.jpg", quality=10)
-    >>> dip_l0_deblock("/tmp/example_deblock.jpg", iterations=3, device="cpu").shape
+    >>> Image.fromarray(jpeg).save("example_deblock.jpg", quality=10)
+    >>> dip_l0_deblock("example_deblock.jpg", iterations=3, device="cpu").shape
     (32, 32, 3)
     """
     if jpeg is not None and not isinstance(jpeg, (bool, str, os.PathLike, JpegConstraint)):

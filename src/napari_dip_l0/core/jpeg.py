@@ -69,8 +69,8 @@ class JpegConstraint:
     >>> import io, numpy as np, imageio.v3 as iio
     >>> from napari_dip_l0.core.jpeg import read_jpeg_constraint
     >>> rgb = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
-    >>> iio.imwrite("/tmp/example_q10.jpg", rgb, quality=10)
-    >>> qcs = read_jpeg_constraint("/tmp/example_q10.jpg")
+    >>> iio.imwrite("example_q10.jpg", rgb, quality=10)
+    >>> qcs = read_jpeg_constraint("example_q10.jpg")
     >>> qcs.shape, qcs.channels
     ((40, 56), 3)
     """
