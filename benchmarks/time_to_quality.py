@@ -171,11 +171,11 @@ def table(rows: list[dict]) -> str:
             if not rs:
                 continue
             secs = float(np.mean([r["seconds"] for r in rs]))
-            ratio = f"{secs / np.mean(bm3d):.1f}×" if bm3d else "—"
+            ratio = f"{secs / np.mean(bm3d):.2g}×" if bm3d else "—"
             gaps = [preview_gap(r["curve"]) for r in rs if r["curve"]]
             gap = f"{np.nanmean(gaps):.2f} (worst {np.nanmax(gaps):.2f})" if gaps else "—"
             lines.append(f"| {s} | {n} | {np.mean([r['psnr'] for r in rs]):.2f} | "
-                         f"{np.mean([r['psnr'] - r['input'] for r in rs]):+.2f} | {secs:.1f} | {ratio} | {gap} |")
+                         f"{np.mean([r['psnr'] - r['input'] for r in rs]):+.2f} | {secs:.2g} | {ratio} | {gap} |")
     return "\n".join(lines)
 
 
@@ -187,7 +187,8 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(r["set"] for r in rows))
-    fig, axes = plt.subplots(1, len(sets), figsize=(4 * len(sets), 3.4), squeeze=False)
+    colours = {n: f"C{i}" for i, n in enumerate(dict.fromkeys(r["method"] for r in rows))}  # one per method
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.6), squeeze=False)
     for ax, s in zip(axes[0], sets):
         rs = [r for r in rows if r["set"] == s]
         end = max(r["seconds"] for r in rs)
@@ -198,15 +199,16 @@ def figure(rows: list[dict], path: Path) -> None:
                 # Before its first snapshot a run shows its input; after its end, its result.
                 ys = [np.interp(grid, [0] + [c[0] for c in r["curve"]], [r["input"]] + [c[2] for c in r["curve"]])
                       for r in mine]
-                ax.plot(grid, np.mean(ys, axis=0), label=n)
+                ax.plot(grid, np.mean(ys, axis=0), label=n, color=colours[n])
             else:
-                ax.plot(np.mean([r["seconds"] for r in mine]), np.mean([r["psnr"] for r in mine]), "o", label=n)
+                ax.plot(np.mean([r["seconds"] for r in mine]), np.mean([r["psnr"] for r in mine]), "o", label=n,
+                        color=colours[n])
         ax.axhline(np.mean([r["input"] for r in rs if r["method"] == rs[0]["method"]]), color="grey", lw=0.8,
                    ls=":", label="input")
         ax.set_title(s, fontsize=9)
         ax.set_xlabel("seconds (2 cores)")
         ax.set_ylabel("mean PSNR (dB)")
-    axes[0][-1].legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

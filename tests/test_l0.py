@@ -112,15 +112,3 @@ def test_l0_smooth_stack_and_channels():
         single = l0_smooth(stack[z], 0.05, channel_axis=-1)
         np.testing.assert_allclose(out[z], single, atol=1e-6)
         assert not np.array_equal(out[z], stack[z])
-
-
-@pytest.mark.parametrize("name", ["fft", "parallel", "parallel_numba", "parallel_torch", "region_fusion", "rules"])
-def test_solver_module_examples(name, tmp_path, monkeypatch):
-    """The Examples of the solvers' modules run as written (test_docs.py covers the core's top-level modules)."""
-    import doctest
-    import importlib
-
-    monkeypatch.chdir(tmp_path)
-    module = importlib.import_module(f"napari_dip_l0.core.l0.{name}")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0, f"{result.failed} of {result.attempted} examples of {name} failed"

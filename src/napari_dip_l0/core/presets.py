@@ -1,7 +1,7 @@
 """Named defaults for DIP-ℓ0, one per task.
 
 Chosen by measurement on tuning images kept apart from those of the tests, the
-demo and the README; the sweeps are in ``docs/tuning.md`` and the code that
+demo and the documentation's benchmarks; the sweeps are in ``docs/tuning.md`` and the code that
 produced them is ``benchmarks/tune_presets.py``.
 """
 
