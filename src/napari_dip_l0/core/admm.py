@@ -58,7 +58,7 @@ def _held_out(h: int, w: int, fraction: float, seed: int, device) -> torch.Tenso
     """A (H, W) mask of ``fraction`` of the pixels, drawn from ``seed`` alone (``None`` for 0)."""
     if fraction <= 0:
         return None
-    gen = torch.Generator().manual_seed(seed + 0x5EED)  # apart from the weights' and input's streams
+    gen = torch.Generator().manual_seed((seed + 0x5EED) % 2**64)  # apart from the weights' and input's streams
     return (torch.rand(h, w, generator=gen) < fraction).to(device)
 
 
