@@ -143,6 +143,7 @@ class AdmmFit:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=preset.lr, foreach=True)
         self.u = torch.zeros((1, c, h, w), device=device)
         self.held = _held_out(h, w, preset.holdout, seed, device)
+        self._fitted = None if self.held is None else ~self.held
         self.iteration = 0
         self.estimate: torch.Tensor | None = None
         self._reset_spread()
@@ -197,7 +198,7 @@ class AdmmFit:
         inp.add_(self.z)
         out = self.base + self.net(inp)[:, :, :h, :w]
         misfit = (out - self.f) ** 2
-        data = torch.mean(misfit) if self.held is None else torch.mean(misfit[..., ~self.held])
+        data = torch.mean(misfit) if self.held is None else torch.mean(misfit[..., self._fitted])
         coupling = torch.mean((out - self.v + self.u) ** 2)
         loss = data + 0.5 * p.beta * coupling
         self.opt.zero_grad(set_to_none=True)
