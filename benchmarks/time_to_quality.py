@@ -35,10 +35,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 import microscopy as mic
+import numpy as np
 import real_noise as rn
+import torch
 from readme import write_section
 
 from napari_dip_l0 import DipL0Run
@@ -47,7 +47,7 @@ from napari_dip_l0.core.presets import get_preset
 OURS = "DIP-ℓ0 (defaults)"
 # Candidates measured beside the defaults, run only when named with --methods.
 HELD_OUT = "DIP-ℓ0, held-out stop (holdout 0.1, patience 100)"
-CANDIDATES = {HELD_OUT: dict(holdout=0.1, patience=100, min_improvement=0.0)}
+CANDIDATES = {HELD_OUT: {"holdout": 0.1, "patience": 100, "min_improvement": 0.0}}
 # microscopy.py's tuned parameters per photon level (its tuning half; README "camera noise" section).
 CAMERA_PEERS = {"TV (Chambolle)": {5: 0.65, 20: 0.3, 100: 0.15}, "BM3D": {5: 0.3, 20: 0.3, 100: 0.2},
                 "BM3D + Anscombe": {5: 1.2, 20: 1.2, 100: 0.85}}
@@ -102,7 +102,8 @@ def peer(name: str):
             if name not in rn.peers():
                 return None
             fn, grid = rn.peers()[name]
-            param = rn.tuned(fn, grid, case["tune"], case["tune"])[0]
+            tune = case["tune"]
+            param = max(grid, key=lambda p: rn.psnr(tune, rn.on_robust_scale(fn, tune.noisy, p)))
             t0 = time.perf_counter()
             out = rn.on_robust_scale(fn, case["noisy"], param)
         else:
@@ -162,8 +163,9 @@ def preview_gap(curve: list, fraction: float = 0.2) -> float:
 def table(rows: list[dict]) -> str:
     sets = list(dict.fromkeys(r["set"] for r in rows))
     names = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["| set | method | PSNR mean (dB) | gain over input | seconds / image | seconds ratio to BM3D | "
-             "live estimate at 20 % of the time, dB below the result |", "|---" * 7 + "|"]
+    head = ("| set | method | PSNR mean (dB) | gain over input | seconds / image | seconds ratio to BM3D | "
+            "live estimate at 20 % of the time, dB below the result |")
+    lines = [head, "|---" * 7 + "|"]
     for s in sets:
         bm3d = [r["seconds"] for r in rows if r["set"] == s and r["method"] == "BM3D"]
         for n in names:

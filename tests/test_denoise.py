@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import peak_signal_noise_ratio as psnr
-import torch
 
 from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
 from napari_dip_l0.core.admm import AdmmFit

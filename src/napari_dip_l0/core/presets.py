@@ -121,7 +121,9 @@ class Preset:
         et al., BMVC 2021). The estimate at that misfit's minimum is the
         result; the held-out pixels are filled in by the network, as in
         inpainting. For noise independent from pixel to pixel only (camera
-        noise, not JPEG artefacts).
+        noise, not JPEG artefacts; scanned two-photon noise correlated along
+        the line makes it stop late, ``docs/tuning.md``). The misfit includes
+        the noise's own variance, so use it with ``min_improvement=0``.
     min_improvement : float
         The fraction by which the spread must fall below its minimum so far
         to count as a new minimum (like ``min_delta`` of Keras'
