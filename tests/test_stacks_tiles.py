@@ -165,3 +165,22 @@ def test_snapshots_show_their_own_moment_whenever_rendered(shape, tile):
     assert len(early) == len(late) > 3
     for a, b in zip(early, late):
         np.testing.assert_array_equal(a, b)
+
+
+def test_on_plane_gets_every_plane_once_as_in_the_result():
+    rng = np.random.default_rng(3)
+    stack = (rng.random((2, 3, 24, 20, 2)) * 1000).astype(np.uint16)
+    got = {}
+
+    def keep(index, plane):
+        assert index not in got
+        got[index] = plane.copy()
+
+    result = DipL0Run(stack, lam=0.03, iterations=3, channel_axis=-1, device="cpu", on_plane=keep).run()
+    assert sorted(got) == [(t, z) for t in range(2) for z in range(3)]
+    assert all(np.array_equal(result[i], got[i]) for i in got)
+    flat = {}
+    DipL0Run(np.zeros((3, 16, 16)), iterations=2, device="cpu", on_plane=flat.__setitem__).run()
+    assert sorted(flat) == [(0,), (1,), (2,)] and flat[(0,)].shape == (16, 16)
+    with pytest.raises(TypeError, match="on_plane"):
+        DipL0Run(stack, on_plane="write", channel_axis=-1)

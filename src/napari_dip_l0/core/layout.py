@@ -473,12 +473,13 @@ class PlaneReader:
     def __len__(self) -> int:
         return n_planes(self.layout.shape, self.layout.channel_axis)
 
-    def _index(self, p: int) -> tuple:
+    def plane_index(self, p: int) -> tuple:
+        """Plane ``p``'s position in the leading (non-channel) axes, in the caller's order."""
         return tuple(int(i) for i in np.unravel_index(p, self._lead)) if self._lead else ()
 
     def raw(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:
         """Plane ``p`` (or a (rows, cols) window of it) as given, ``(h, w, C)`` in the caller's dtype."""
-        raw = self._work[self._index(p) + (window if window is not None else ())]
+        raw = self._work[self.plane_index(p) + (window if window is not None else ())]
         return np.asarray(raw.compute() if is_lazy(raw) else raw)
 
     def read(self, p: int, window: tuple[slice, slice] | None = None) -> np.ndarray:

@@ -162,6 +162,13 @@ class DipL0Run:
         must be the file's pixels (H, W, 3 with ``channel_axis=-1``, or
         H, W for greyscale); the intensity scale is then 0-255 and the image
         is not tiled.
+    on_plane : callable, optional
+        Called as ``on_plane(index, plane)`` as soon as each plane is final,
+        so a caller can write results plane by plane (to a Zarr store, say)
+        instead of waiting for the whole image. ``index`` is the plane's
+        position in the leading axes (a tuple, empty for a single plane) and
+        ``plane`` its result in the result dtype, ``(H, W)``, or
+        ``(H, W, C)`` with a channel axis. An exception it raises ends the run.
     dtype : numpy dtype, optional
         The result's dtype (snapshots' too): the input's, or a floating-point
         type, which keeps an integer image's result between its levels
@@ -232,6 +239,7 @@ class DipL0Run:
         data_range: tuple[float, float] | None = None,
         jpeg=None,
         dtype=None,
+        on_plane: Callable[[tuple, np.ndarray], None] | None = None,
     ):
         arr, channel_axis = check_image(image, channel_axis)
         dtype = check_dtype(dtype, arr.dtype)
@@ -284,6 +292,9 @@ class DipL0Run:
         self._counts = [self.preset.iterations] * len(self.windows) + [self.warm_iterations] * (
             (n - 1) * len(self.windows))
         self.total = sum(self._counts)
+        if on_plane is not None and not callable(on_plane):
+            raise TypeError(f"on_plane must be callable, got {type(on_plane).__name__}")
+        self.on_plane = on_plane
         self.last: Snapshot | None = None
         self.stopped_at: list[int | None] = []
         self._snapshots = self._generate()
@@ -319,6 +330,10 @@ class DipL0Run:
 
         if layout.constant:
             flat = partial(np.full, layout.shape, layout.lo, layout.result_dtype)
+            if self.on_plane is not None:
+                out = np.full((1, *layout.plane_shape), layout.lo, layout.result_dtype)
+                for p in range(n):
+                    self._plane_done(out, p, row=0)
             yield snapshot(self.total, n - 1, tiles - 1, {}, flat)
             return
         out = reader.new_output()  # plane p is filled when it is done
@@ -353,6 +368,14 @@ class DipL0Run:
                 mosaic.add(t, to_numpy(result))
                 done += its
             reader.store(out, p, mosaic.result())
+            self._plane_done(out, p)
+
+    def _plane_done(self, out: np.ndarray, p: int, row: int | None = None) -> None:
+        """Hand plane ``p`` (row ``row`` of ``out``, ``p`` by default) to ``on_plane``."""
+        if self.on_plane is not None:
+            r = p if row is None else row
+            plane = out[r] if self.reader.layout.channel_axis is not None else out[r, ..., 0]
+            self.on_plane(self.reader.plane_index(p), plane)
 
     def _renderer(self, out: np.ndarray, p: int, mosaic: Mosaic, t: int, estimate: Callable[[], np.ndarray]):
         """The whole image at a snapshot: planes before ``p`` final, ``p`` current, later ones as given."""

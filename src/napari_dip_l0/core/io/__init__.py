@@ -1,0 +1,1 @@
+"""Image files in and out: headers, lazy reading, atomic writing, OME-Zarr."""
