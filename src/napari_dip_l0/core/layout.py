@@ -311,14 +311,16 @@ class Layout:
         return x.astype(self.result_dtype)
 
 
-def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) -> tuple[float, float]:
+def robust_range(image, channel_axis: int | None = None, max_planes: int = 8,
+                 bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """The image's range with isolated outliers (hot or dead pixels) left out.
 
     The minimum and maximum of the image after a 3×3 median filter over its
     two spatial axes, channel by channel, on at most ``max_planes`` evenly
     spaced planes: a few hot pixels do not set the scale, while lines two or
     more pixels wide and blobs of 3×3 or more do. Returns the image's own minimum and maximum
-    where that would be an empty range.
+    (``bounds`` where the caller knows them, which saves a pass over a dask array) where that
+    would be an empty range.
 
     Examples
     --------
@@ -344,7 +346,10 @@ def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) ->
         lo = med.min() if lo is None else min(lo, med.min())
         hi = med.max() if hi is None else max(hi, med.max())
     if not hi > lo:
-        lo, hi = (arr.min(), arr.max()) if not is_lazy(arr) else (arr.min().compute(), arr.max().compute())
+        if bounds is not None:
+            lo, hi = bounds
+        else:
+            lo, hi = (arr.min(), arr.max()) if not is_lazy(arr) else (arr.min().compute(), arr.max().compute())
     return _bounds(np.dtype(arr.dtype), lo, hi)
 
 
@@ -438,10 +443,14 @@ class PlaneReader:
     result : numpy dtype, optional
         The dtype :meth:`new_output` and :meth:`store` give results in;
         ``None`` is the caller's (see :func:`result_dtype`).
+    scale : (float, float), optional
+        With ``data_range``: the intensities mapped to 0 and 1 within it, as
+        measured elsewhere (the :func:`robust_range` of the whole image this
+        array is part of), so parts of one image are mapped alike.
     """
 
     def __init__(self, arr, channel_axis: int | None, data_range: tuple[float, float] | None = None,
-                 robust: bool = False, result=None):
+                 robust: bool = False, result=None, scale: tuple | None = None):
         if is_lazy(arr):
             import dask
             import dask.array as da
@@ -457,9 +466,10 @@ class PlaneReader:
             lo, hi = data_range
         dtype = np.dtype(arr.dtype)
         lo, hi = _bounds(dtype, lo, hi)
-        scale = None
+        if scale is not None and data_range is None:
+            raise ValueError("a given scale needs the data_range it lies in")
         if robust and data_range is None and hi > lo:
-            scale = robust_range(arr, channel_axis)
+            scale = robust_range(arr, channel_axis, bounds=(lo, hi))
             scale = None if scale == (lo, hi) else scale  # no outliers: the plain mapping, bit for bit
         result = None if result is None or np.dtype(result) == dtype else np.dtype(result)
         if result is not None and result.kind == "f" and max(abs(float(lo)), abs(float(hi))) > np.finfo(result).max:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property, partial
 
 import numpy as np
@@ -22,7 +22,39 @@ from .presets import Preset, get_preset
 from .stabilise import Stabiliser
 from .tiling import Mosaic, check_memory, check_tiling, tile_grid
 
-__all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam", "jpeg_box", "stabilise"]
+__all__ = ["DipL0Run", "Snapshot", "Calibration", "iter_dip_l0", "choose_lam", "jpeg_box", "stabilise"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a run measures on its whole image before any fit: the intensity mapping, the noise model, λ.
+
+    :class:`DipL0Run` measures it (its :attr:`DipL0Run.calibration`) unless
+    it is given one, which it then uses as it is, reading nothing: so parts
+    of one image run separately (the blocks of a dask array in
+    :func:`napari_dip_l0.core.lazy.lazy_dip_l0`) get the same mapping, noise
+    model and λ as a run over the whole image would.
+
+    Attributes
+    ----------
+    data_range : (float, float)
+        Intensities that bound the result (and, without ``scale``, map to 0 and 1).
+    scale : (float, float) or None
+        The robust scale within ``data_range`` mapped to 0 and 1, if any
+        (:class:`.layout.Layout`'s ``scale``).
+    noise_model : (float, float) or None
+        ``(a, b)`` of the noise variance, as :attr:`DipL0Run.noise_model`.
+    lam : float or None
+        The λ an automatic choice gave, ``None`` where λ was not chosen from the image.
+    noise : float or None
+        The noise level λ was set from, as :attr:`DipL0Run.noise`.
+    """
+
+    data_range: tuple[float, float]
+    scale: tuple[float, float] | None = None
+    noise_model: tuple[float, float] | None = None
+    lam: float | None = None
+    noise: float | None = None
 
 
 class Snapshot:
@@ -58,12 +90,18 @@ class Snapshot:
         :class:`DipL0Run`'s ``dtype``) and the input's range and shape:
         finished planes final, the current one at this estimate, later ones
         as given. Built on first access, so snapshots nobody looks at
-        cost nothing (not even a copy from the GPU).
+        cost nothing (not even a copy from the GPU). A run that keeps no
+        planes (``collect=False``) has none: ``RuntimeError``.
+    plane_image : ndarray
+        The current plane alone at this estimate, in the result's dtype,
+        ``(H, W)`` or ``(H, W, C)`` with a channel axis (as ``on_plane``
+        gets it); built on first access, reading no other plane.
     """
 
     def __init__(self, iteration: int, total: int, plane: int, planes: int, losses: dict, seconds: float,
                  render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1,
-                 kept: int | None = None, noise_model: tuple[float, float] | None = None):
+                 kept: int | None = None, noise_model: tuple[float, float] | None = None,
+                 render_plane: Callable[[], np.ndarray] | None = None):
         self.iteration = iteration
         self.kept = kept
         self.noise_model = noise_model
@@ -76,10 +114,15 @@ class Snapshot:
         self.seconds = seconds
         self.preset = preset
         self._render = render
+        self._render_plane = render_plane
 
     @cached_property
     def image(self) -> np.ndarray:
         return self._render()
+
+    @cached_property
+    def plane_image(self) -> np.ndarray:
+        return self._render_plane()
 
     @property
     def done(self) -> bool:
@@ -169,6 +212,17 @@ class DipL0Run:
         position in the leading axes (a tuple, empty for a single plane) and
         ``plane`` its result in the result dtype, ``(H, W)``, or
         ``(H, W, C)`` with a channel axis. An exception it raises ends the run.
+    collect : bool
+        Keep every finished plane, for :meth:`run`'s result and the
+        snapshots' ``image``. ``False`` (with ``on_plane``) keeps none, so
+        memory does not grow with the number of planes: the planes go to
+        ``on_plane`` only, :meth:`run` returns ``None``, and snapshots have
+        their ``plane_image`` only.
+    calibration : Calibration, optional
+        The intensity mapping, noise model and λ to use, as measured on a
+        whole image this one is part of, instead of measuring this image
+        (which is then not read before the fit). Not with ``data_range``
+        or ``jpeg``.
     dtype : numpy dtype, optional
         The result's dtype (snapshots' too): the input's, or a floating-point
         type, which keeps an integer image's result between its levels
@@ -199,6 +253,8 @@ class DipL0Run:
         For each plane (and tile) finished so far, in order: the iteration
         whose estimate the stopping rule kept (see :attr:`Snapshot.kept`),
         or ``None`` where no rule chose one.
+    calibration : Calibration
+        The intensity mapping, noise model and λ in force (measured, or given).
 
     Examples
     --------
@@ -240,9 +296,15 @@ class DipL0Run:
         jpeg=None,
         dtype=None,
         on_plane: Callable[[tuple, np.ndarray], None] | None = None,
+        collect: bool = True,
+        calibration: Calibration | None = None,
     ):
         arr, channel_axis = check_image(image, channel_axis)
         dtype = check_dtype(dtype, arr.dtype)
+        if calibration is not None and not isinstance(calibration, Calibration):
+            raise TypeError(f"calibration must be a Calibration, got {type(calibration).__name__}")
+        if calibration is not None and (data_range is not None or jpeg is not None):
+            raise ValueError("a calibration sets the intensity mapping: give it without data_range or jpeg")
         if jpeg is not None:
             from .jpeg import check_constraint  # jpeglib only for runs with a file
 
@@ -278,13 +340,32 @@ class DipL0Run:
         self.tile_size, self.tile_overlap = check_tiling(tile_size, tile_overlap)
         if dtype is None:
             dtype = result_dtype(arr.dtype, self.preset.float_result)
-        check_memory(arr.shape, channel_axis, dtype, self.preset, self.tile_size, self.tile_overlap, max_memory)
-        self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust,
-                                  result=dtype)
-        self.noise_model = stabilise(self.preset, self.reader, self.jpeg)
-        self.noise = None
-        if auto:
-            self.preset, self.noise = choose_lam(self.preset, self.reader, self.jpeg)
+        self.collect = check_bool(collect, "collect")
+        if not collect and on_plane is None:
+            raise ValueError("collect=False keeps no plane: give on_plane to receive them")
+        # Memory: the planes kept (all, or with collect=False only the one being written) and one fit.
+        kept = arr.shape if collect else _two_planes(arr.shape, channel_axis)
+        check_memory(kept, channel_axis if collect else (None if channel_axis is None else 3), dtype, self.preset,
+                     self.tile_size, self.tile_overlap, max_memory)
+        if calibration is None:
+            self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust,
+                                      result=dtype)
+            self.noise_model = stabilise(self.preset, self.reader, self.jpeg)
+            self.noise = None
+            if auto:
+                self.preset, self.noise = choose_lam(self.preset, self.reader, self.jpeg)
+        else:
+            check_data_range(calibration.data_range)  # checked; used as given (64-bit integer levels stay exact)
+            self.reader = PlaneReader(arr, channel_axis, tuple(calibration.data_range), result=dtype,
+                                      scale=calibration.scale)
+            self.noise_model, self.noise = calibration.noise_model, calibration.noise
+            if self.noise_model is not None and self.noise_model[0] > 0:
+                self.reader.stabiliser = Stabiliser(*self.noise_model)
+            if auto and calibration.lam is not None:
+                self.preset = replace(self.preset, lam=check_lam(calibration.lam))
+        layout = self.reader.layout
+        self.calibration = Calibration((layout.lo, layout.hi), layout.scale, self.noise_model,
+                                       self.preset.lam if auto else None, self.noise)
         h, w, _ = self.reader.layout.plane_shape
         self.windows = tile_grid(h, w, self.tile_size, self.tile_overlap)
         # Warm-started tiles (all but the first plane's) need fewer iterations.
@@ -311,11 +392,12 @@ class DipL0Run:
         while (snap := self.step()) is not None:
             yield snap
 
-    def run(self) -> np.ndarray:
-        """Run to the end (from wherever the run is) and return the result."""
+    def run(self) -> np.ndarray | None:
+        """Run to the end (from wherever the run is) and return the result (``None`` with ``collect=False``:
+        the planes went to ``on_plane``)."""
         for _ in self:
             pass
-        return self.last.image
+        return self.last.image if self.collect else None
 
     # ----- the loop -----------------------------------------------------
     def _generate(self) -> Iterator[Snapshot]:
@@ -324,19 +406,21 @@ class DipL0Run:
         n, tiles = len(reader), len(self.windows)
         model = self.noise_model if reader.stabiliser is not None else None
 
-        def snapshot(done, p, t, losses, render, kept=None):
-            return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0, render, preset,
-                            tile=t, tiles=tiles, kept=kept, noise_model=model)
+        def snapshot(done, p, t, losses, render, kept=None, plane=None):
+            return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0,
+                            render if self.collect else self._not_collected, preset, tile=t, tiles=tiles,
+                            kept=kept, noise_model=model, render_plane=plane)
 
         if layout.constant:
             flat = partial(np.full, layout.shape, layout.lo, layout.result_dtype)
+            out = np.full((1, *layout.plane_shape), layout.lo, layout.result_dtype)
             if self.on_plane is not None:
-                out = np.full((1, *layout.plane_shape), layout.lo, layout.result_dtype)
                 for p in range(n):
                     self._plane_done(out, p, row=0)
-            yield snapshot(self.total, n - 1, tiles - 1, {}, flat)
+            yield snapshot(self.total, n - 1, tiles - 1, {}, flat, plane=lambda: self._squeeze(out[0]))
             return
-        out = reader.new_output()  # plane p is filled when it is done
+        # Plane p is filled when it is done; without collecting, one row holds the plane being finished.
+        out = reader.new_output() if self.collect else np.empty((1, *layout.plane_shape), layout.result_dtype)
         fits: list[AdmmFit | None] = [None] * tiles  # tile t of plane p warm-starts from tile t of plane p - 1
         inputs: dict = {}
         done = 0
@@ -351,7 +435,7 @@ class DipL0Run:
                     fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs,
                                             constraint=constraint)
                 preview = fit.start(tile)
-                yield snapshot(done, p, t, {}, self._renderer(out, p, mosaic, t, lambda pv=preview: pv))
+                yield snapshot(done, p, t, {}, *self._renderers(out, p, mosaic, t, lambda pv=preview: pv))
                 its = self._counts[p * tiles + t]
                 for k in range(1, its + 1):
                     losses = fit.step()
@@ -360,25 +444,33 @@ class DipL0Run:
                         result = fit.output()
                         kept = fit.best_iteration if fit.best is not None else None
                         self.stopped_at.append(kept)
-                        render = self._renderer(out, p, mosaic, t, lambda r=result: to_numpy(r))
-                        yield snapshot(done + its, p, t, losses, render, kept)
+                        render = self._renderers(out, p, mosaic, t, lambda r=result: to_numpy(r))
+                        yield snapshot(done + its, p, t, losses, *render, kept)
                         break
-                    render = self._renderer(out, p, mosaic, t, lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
-                    yield snapshot(done + k, p, t, losses, render)
+                    render = self._renderers(out, p, mosaic, t, lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
+                    yield snapshot(done + k, p, t, losses, *render)
                 mosaic.add(t, to_numpy(result))
                 done += its
-            reader.store(out, p, mosaic.result())
-            self._plane_done(out, p)
+            row = p if self.collect else 0
+            reader.store(out, row, mosaic.result())
+            self._plane_done(out, p, row)
 
     def _plane_done(self, out: np.ndarray, p: int, row: int | None = None) -> None:
         """Hand plane ``p`` (row ``row`` of ``out``, ``p`` by default) to ``on_plane``."""
         if self.on_plane is not None:
-            r = p if row is None else row
-            plane = out[r] if self.reader.layout.channel_axis is not None else out[r, ..., 0]
-            self.on_plane(self.reader.plane_index(p), plane)
+            self.on_plane(self.reader.plane_index(p), self._squeeze(out[p if row is None else row]))
 
-    def _renderer(self, out: np.ndarray, p: int, mosaic: Mosaic, t: int, estimate: Callable[[], np.ndarray]):
-        """The whole image at a snapshot: planes before ``p`` final, ``p`` current, later ones as given."""
+    def _squeeze(self, plane: np.ndarray) -> np.ndarray:
+        """A ``(H, W, C)`` plane as callers get one: ``(H, W)`` without a channel axis."""
+        return plane if self.reader.layout.channel_axis is not None else plane[..., 0]
+
+    @staticmethod
+    def _not_collected():
+        raise RuntimeError("this run keeps no planes (collect=False): use Snapshot.plane_image, or on_plane")
+
+    def _renderers(self, out: np.ndarray, p: int, mosaic: Mosaic, t: int, estimate: Callable[[], np.ndarray]):
+        """The whole image at a snapshot (planes before ``p`` final, ``p`` current, later ones as given) and
+        plane ``p`` alone."""
         reader = self.reader
 
         def render():
@@ -389,7 +481,18 @@ class DipL0Run:
                 buf[q] = reader.raw(q)
             return reader.assemble(buf)
 
-        return render
+        def render_plane():
+            buf = np.empty((1, *out.shape[1:]), out.dtype)
+            reader.store(buf, 0, mosaic.preview(t, estimate()))
+            return self._squeeze(buf[0])
+
+        return render, render_plane
+
+
+def _two_planes(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, ...]:
+    """Two planes of an image of ``shape`` as ``(2, H, W)``, or ``(2, H, W, C)`` with a channel axis (last)."""
+    dims = [s for ax, s in enumerate(shape) if ax != channel_axis]
+    return (2, *dims[-2:]) + (() if channel_axis is None else (shape[channel_axis],))
 
 
 def choose_lam(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[Preset, float | None]:
