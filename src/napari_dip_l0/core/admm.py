@@ -25,6 +25,7 @@ validation live in :mod:`.run`; this module is the iteration itself.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 
@@ -37,6 +38,8 @@ from .network import SkipNet, make_input, padded_size
 from .presets import Preset
 
 __all__ = ["AdmmFit", "v_step", "to_numpy"]
+
+_INIT_LOCK = threading.Lock()  # networks are initialised from torch's global generator: one at a time
 
 
 def v_step(z: torch.Tensor, lam: float, solver: str, max_loop: int = 50) -> torch.Tensor:
@@ -127,8 +130,9 @@ class AdmmFit:
         self.device = device
         self.constraint = constraint
         hp, wp = padded_size(h, preset.depth), padded_size(w, preset.depth)
-        # A private RNG stream: same seed, same result, and the caller's global torch RNG is untouched.
-        with torch.random.fork_rng(devices=[]):
+        # A private RNG stream: same seed, same result, and the caller's global torch RNG is untouched. The
+        # global generator is the process's: runs in threads (dask's threaded scheduler) take turns on it.
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = SkipNet(preset.input_depth, c, width=preset.width, depth=preset.depth, skip=preset.skip,
                           residual=preset.residual)

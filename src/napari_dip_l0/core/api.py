@@ -9,7 +9,7 @@ import numpy as np
 
 from .jpeg import JpegConstraint, check_constraint, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, parallel_fusion, region_fusion
-from .layout import PlaneReader, check_dtype, check_image, check_lam, result_dtype
+from .layout import PlaneReader, check_dtype, check_image, check_lam, is_lazy, result_dtype
 from .presets import get_preset
 from .run import DipL0Run, choose_lam, stabilise
 
@@ -125,7 +125,9 @@ def dip_l0_smooth(
     warm_start: bool = True,
     tile_size: int | None = None,
     dtype=None,
-) -> np.ndarray:
+    data_range: tuple[float, float] | None = None,
+    planes_per_block: int | None = None,
+):
     """Edge-preserving smoothing by DIP-ℓ0 (deep image prior + ℓ0 gradient prior).
 
     Parameters
@@ -159,12 +161,26 @@ def dip_l0_smooth(
         The result's dtype: ``None`` or ``image``'s own, or a floating-point
         type (an integer image's result then keeps the values between its
         levels).
+    data_range : (float, float), optional
+        Intensities mapped to 0 and 1 (and the result's range); ``None``
+        takes the image's minimum and maximum (see :class:`DipL0Run`). For a
+        dask array, giving it saves the pass over the whole stack that
+        measures them.
+    planes_per_block : int, optional
+        A dask array only: consecutive planes each task fits, warm-starting
+        within the block (``None``: 8); see :func:`.lazy.lazy_dip_l0`.
 
     Returns
     -------
-    ndarray
+    ndarray or dask array
         Same shape as ``image`` and its dtype (or ``dtype``), values within
-        its range.
+        its range. For a dask ``image``, a dask array, computed block by
+        block of whole planes when asked (nothing of ``image`` is read at the
+        call): ``dip_l0_smooth(da.from_zarr(src)).to_zarr(dst)`` holds a few
+        blocks in memory, whatever the stack's size. Every block uses the
+        intensity mapping and λ of the whole stack; each starts afresh
+        (full iterations) and warm-starts within, so only a block holding
+        every plane gives exactly the numpy result (see the docs' Python page).
 
     See Also
     --------
@@ -179,9 +195,29 @@ def dip_l0_smooth(
     >>> out = dip_l0_smooth(image, 0.03, iterations=5, device="cpu")
     >>> out.shape, out.dtype
     ((48, 48), dtype('uint16'))
+
+    A dask array gives a dask array, computed when asked:
+
+    >>> import dask.array as da
+    >>> stack = da.from_array(np.stack([image] * 4), chunks=(1, 48, 48))
+    >>> lazy = dip_l0_smooth(stack, 0.03, iterations=5, device="cpu", planes_per_block=2)
+    >>> lazy.chunks, lazy.compute().dtype
+    (((2, 2), (48,), (48,)), dtype('uint16'))
     """
-    return DipL0Run(image, "smooth", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
-                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size, dtype=dtype).run()
+    return _run("smooth", image, planes_per_block, lam=lam, iterations=iterations, channel_axis=channel_axis,
+                seed=seed, device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
+                dtype=dtype, data_range=data_range)
+
+
+def _run(mode: str, image, planes_per_block: int | None, **settings):
+    """The eager run's result, or for a dask ``image`` the lazy one (:func:`.lazy.lazy_dip_l0`)."""
+    if is_lazy(image):
+        from .lazy import lazy_dip_l0
+
+        return lazy_dip_l0(image, mode, planes_per_block=planes_per_block, **settings)
+    if planes_per_block is not None:
+        raise TypeError("planes_per_block is for dask arrays; a numpy image runs as one block")
+    return DipL0Run(image, mode, **settings).run()
 
 
 def dip_l0_denoise(
@@ -196,7 +232,9 @@ def dip_l0_denoise(
     warm_start: bool = True,
     tile_size: int | None = None,
     dtype=None,
-) -> np.ndarray:
+    data_range: tuple[float, float] | None = None,
+    planes_per_block: int | None = None,
+):
     """Camera-noise removal by DIP-ℓ0, with λ read from the image's own noise level.
 
     For photon-limited data such as fluorescence: the network fits the image
@@ -217,14 +255,17 @@ def dip_l0_denoise(
     An integer image's result is floating point by default (float32 for
     uint8/uint16), on the image's own intensity scale: denoised values lie
     between a camera's levels, and rounding them back cost 1.2 dB at 5
-    photons. ``dtype=image.dtype`` rounds them.
+    photons. ``dtype=image.dtype`` rounds them. A dask array gives a dask
+    array, as for :func:`dip_l0_smooth`: its noise model and λ are measured
+    once, in a task every block depends on, on the planes a numpy run of
+    the whole stack measures them on.
 
     Returns
     -------
-    ndarray
+    ndarray or dask array
         Same shape as ``image``, values within its range; float32 for an
         integer image of up to 16 bits (float64 beyond), a float image's
-        dtype otherwise, or ``dtype``.
+        dtype otherwise, or ``dtype``. A dask array for a dask ``image``.
 
     See Also
     --------
@@ -244,9 +285,9 @@ def dip_l0_denoise(
     >>> dip_l0_denoise(frame, iterations=5, device="cpu", dtype=frame.dtype).dtype
     dtype('uint16')
     """
-    return DipL0Run(image, "denoise", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
-                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
-                    dtype=dtype).run()
+    return _run("denoise", image, planes_per_block, lam=lam, iterations=iterations, channel_axis=channel_axis,
+                seed=seed, device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
+                dtype=dtype, data_range=data_range)
 
 
 def dip_l0_deblock(
@@ -302,6 +343,9 @@ def dip_l0_deblock(
     ValueError
         A path that is not a JPEG file, a JPEG whose coefficients cannot be
         used (CMYK; pass ``jpeg=False``), or pixels that are not the file's.
+    TypeError
+        A dask array: deblocking is not lazy (a JPEG image is one block of
+        the file's coefficients); pass ``np.asarray(image)``.
 
     Examples
     --------
@@ -318,6 +362,9 @@ def dip_l0_deblock(
     >>> dip_l0_deblock("example_deblock.jpg", iterations=3, device="cpu").shape
     (32, 32, 3)
     """
+    if is_lazy(image):
+        raise TypeError("dip_l0_deblock does not take a dask array: the JPEG file's coefficients bound the whole "
+                        "image at once, and JPEG images fit in memory; pass np.asarray(image)")
     if jpeg is not None and not isinstance(jpeg, (bool, str, os.PathLike, JpegConstraint)):
         raise TypeError(f"jpeg must be a path, a JpegConstraint, True, False or None; got {type(jpeg).__name__}")
     if isinstance(image, (str, os.PathLike)):

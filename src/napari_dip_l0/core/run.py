@@ -406,7 +406,7 @@ class DipL0Run:
         n, tiles = len(reader), len(self.windows)
         model = self.noise_model if reader.stabiliser is not None else None
 
-        def snapshot(done, p, t, losses, render, kept=None, plane=None):
+        def snapshot(done, p, t, losses, render, plane, kept=None):
             return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0,
                             render if self.collect else self._not_collected, preset, tile=t, tiles=tiles,
                             kept=kept, noise_model=model, render_plane=plane)
@@ -417,7 +417,7 @@ class DipL0Run:
             if self.on_plane is not None:
                 for p in range(n):
                     self._plane_done(out, p, row=0)
-            yield snapshot(self.total, n - 1, tiles - 1, {}, flat, plane=lambda: self._squeeze(out[0]))
+            yield snapshot(self.total, n - 1, tiles - 1, {}, flat, lambda: self._squeeze(out[0]))
             return
         # Plane p is filled when it is done; without collecting, one row holds the plane being finished.
         out = reader.new_output() if self.collect else np.empty((1, *layout.plane_shape), layout.result_dtype)
