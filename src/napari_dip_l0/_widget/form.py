@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton,
+                               SpinBox)
 from napari.qt.threading import create_worker
 from superqt.utils import qthrottled
 
@@ -36,6 +37,7 @@ from .job import (
 )
 from .preview import L0Preview
 from .status import RunState, RunStatus
+from .stream import StreamJob, prepare_stream, streams
 from .worker import GC_HOLD, Job, needs_warm_up, ticks, warm_up
 
 # At most this often (ms) do the progress bar and status line change.
@@ -105,6 +107,12 @@ def prepare(form, layer):
     settings = dict(lam=params["lam"], iterations=params["iterations"], channel_axis=sel.channel_axis,
                     seed=params["seed"], device=params["device"], l0_solver=params["l0_solver"],
                     dtype=display_dtype(layer, sel))
+    save_to = str(form.save_to.line_edit.value).strip() or None
+    if streams(sel, save_to):  # every plane of a large stack: to a store as they finish, none kept in memory
+        params.update(iterations=pixel_iterations(mode, form.shown_preset, params["iterations"]), jpeg_file=None)
+        job, run = prepare_stream(layer, sel, params, {**settings, "iterations": params["iterations"]}, save_to)
+        return job, run, [sel.note, f"streaming every plane to {save_to or 'a temporary Zarr store'}; the live "
+                                    f"preview shows the plane being fitted"]
     path, why_not = jpeg_file(layer, sel) if mode in FILE_PRESETS else (None, "")
     pixels = {"iterations": pixel_iterations(mode, form.shown_preset, params["iterations"])}
     run, failed = run_from_file_or_pixels(sel.data, mode, path, pixel_settings=pixels, **settings)
@@ -115,6 +123,9 @@ def prepare(form, layer):
         params["iterations"] = pixels["iterations"]
     notes = [sel.note] + ([f"{JPEG_NOTE} ({Path(path).name})"] if run.jpeg is not None else
                           [f"deblocking the pixels alone: {why_not}"] if why_not else [])
+    if save_to:
+        notes.append("'save result to' is for runs on all planes of a stack; this result is a layer "
+                     "(File ▸ Save Selected Layers)")
     return Job(layer, sel, params), run, notes
 
 
@@ -155,6 +166,10 @@ def _build_fields(f) -> None:
     f.replace = CheckBox(text="replace the previous result", value=False,
                          tooltip="Replace this image's previous DIP-ℓ0 result instead of adding "
                                  "another layer.")
+    f.save_to = FileEdit(label="save result to", mode="w", filter="*.ome.zarr",
+                         tooltip="All planes of a stack: write the result plane by plane into this OME-Zarr "
+                                 "as each plane finishes, and show it from there. Empty: a temporary store, "
+                                 "used for Dask-backed layers (they are never loaded whole).")
     f.advanced_button = PushButton(text="▸ Advanced settings",
                                    tooltip="Seed, device, solver and how often to show and keep estimates.")
     f.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1,
@@ -183,10 +198,10 @@ def _build_fields(f) -> None:
     f.progress = ProgressBar(value=0, min=0, max=1, label="progress", visible=False,
                              tooltip="Iterations done over all planes.")
     f.status = Label(value="idle", label="status")
-    f.extend([f.image, f.mode, f.lam_auto, f.lam, f.iterations, f.planes, f.replace, f.advanced_button, f.advanced,
-              f.l0_button, f.run_button, f.stop_button, f.progress, f.status])
-    f.locked = [f.image, f.mode, f.lam_auto, f.lam, f.iterations, f.planes, f.replace, f.seed, f.device, f.l0_solver,
-                f.preview_every, f.keep_every, f.l0_button]
+    f.extend([f.image, f.mode, f.lam_auto, f.lam, f.iterations, f.planes, f.save_to, f.replace, f.advanced_button,
+              f.advanced, f.l0_button, f.run_button, f.stop_button, f.progress, f.status])
+    f.locked = [f.image, f.mode, f.lam_auto, f.lam, f.iterations, f.planes, f.save_to, f.replace, f.seed, f.device,
+                f.l0_solver, f.preview_every, f.keep_every, f.l0_button]
 
 
 class DipL0Widget(Container):
@@ -364,12 +379,12 @@ class DipL0Widget(Container):
             return
         try:
             job, run, notes = prepare(self, layer)
-        except (ValueError, TypeError, MemoryError) as exc:
+        except (ValueError, TypeError, MemoryError, OSError) as exc:
             self.notify_error(str(exc))
             return
         # Errors are reported by _on_error as a notification, not re-raised.
         job.worker = create_worker(ticks, iter(run), job.sel, job.stop_requested, int(self.preview_every.value),
-                                   int(self.keep_every.value), _ignore_errors=True)
+                                   int(self.keep_every.value), isinstance(job, StreamJob), _ignore_errors=True)
         job.worker.yielded.connect(self._on_yielded)
         job.worker.errored.connect(self._on_error)
         job.worker.finished.connect(self._on_finished)
@@ -423,6 +438,7 @@ class DipL0Widget(Container):
             job.final = tick
         elif tick.kind != "progress":
             job.show(self.viewer, tick)
+        job.update(self.viewer)
 
     def _on_finished(self):
         job, self._job = self._job, None

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.l0 import L0_SOLVERS
+from ..core.layout import is_lazy
 from ..core.presets import FILE_PRESETS, PRESETS, Preset, get_preset
 
 MODES = {"edge-preserving smoothing": "smooth", "camera-noise denoising": "denoise", "JPEG deblocking": "deblock"}
@@ -120,7 +121,8 @@ class Selection(NamedTuple):
 
 def select(layer, planes: str, point=None) -> Selection:
     """The array to smooth: the plane at world ``point`` (the viewer's ``dims.point``) or the whole layer,
-    loaded lazily (a dask layer reads that plane only)."""
+    loaded lazily (a dask layer reads that plane only; all planes of a dask layer stay a dask array, which a
+    run streams, :mod:`.stream`)."""
     note = ""
     data = layer.data
     n_axes = layer.ndim  # rgb layers: without the colour axis
@@ -142,7 +144,8 @@ def select(layer, planes: str, point=None) -> Selection:
         index = np.round(np.asarray(position[:lead]) / downsample[:lead])
         plane_index = tuple(int(min(max(i, 0), n - 1)) for i, n in zip(index, data.shape[:lead]))
         data = data[plane_index]
-    data = np.asarray(data)
+    if plane_index is not None or lead <= 0 or not is_lazy(data):
+        data = np.asarray(data)
     alpha = None
     if layer.rgb and data.shape[-1] == 4:
         data, alpha = data[..., :3], data[..., 3:]

@@ -32,27 +32,38 @@ class Tick(NamedTuple):
 
 
 def ticks(snapshots: Iterable, sel: Selection, stop: threading.Event, preview_every: int,
-          keep_every: int) -> Iterator[Tick]:
+          keep_every: int, streamed: bool = False) -> Iterator[Tick]:
     """The run's snapshots as ticks: every ``keep_every``-th kept, a preview every ``preview_every``-th
-    (at most every :data:`PREVIEW_INTERVAL` s), and last a "final" tick, also when ``stop`` ends it early."""
+    (at most every :data:`PREVIEW_INTERVAL` s), and last a "final" tick, also when ``stop`` ends it early.
+
+    ``streamed`` (a run whose planes go to a store, :mod:`.stream`): the images are the current plane alone,
+    and the final tick has none (the store holds the result)."""
+
+    def render(snap):
+        return snap.plane_image if streamed else layer_array(snap.image, sel)
+
     last_render = 0.0
     snap = None
+    snapshots = iter(snapshots)
     for snap in snapshots:
         if stop.is_set():
             break
         now = time.perf_counter()
         if snap.done:
-            yield Tick(snap, layer_array(snap.image, sel), "final")
+            if streamed:  # the run hands its last plane over after its last snapshot
+                for _ in snapshots:
+                    pass
+            yield Tick(snap, None if streamed else render(snap), "final")
             return
         if keep_every > 0 and snap.iteration > 0 and snap.iteration % keep_every == 0:
-            yield Tick(snap, layer_array(snap.image, sel), "keep")
+            yield Tick(snap, render(snap), "keep")
         elif snap.iteration == 0 or (snap.iteration % preview_every == 0 and now - last_render >= PREVIEW_INTERVAL):
             last_render = now
-            yield Tick(snap, layer_array(snap.image, sel), "preview")
+            yield Tick(snap, render(snap), "preview")
         else:
             yield Tick(snap, None, "progress")
     if snap is not None:  # stopped: the estimate so far is the result
-        yield Tick(snap, layer_array(snap.image, sel), "final")
+        yield Tick(snap, None if streamed else render(snap), "final")
 
 
 class Job:
@@ -70,18 +81,20 @@ class Job:
         self.preview = None  # the live preview layer
         self.error = None  # message of the exception that ended the run
 
-    def show(self, viewer, tick: Tick) -> None:
-        """Put a preview or kept estimate into the viewer (the live preview layer is made on the first)."""
+    def show(self, viewer, tick: Tick, sel: Selection | None = None) -> None:
+        """Put a preview or kept estimate into the viewer (the live preview layer is made on the first);
+        ``sel`` places it (the job's selection by default)."""
+        sel = self.sel if sel is None else sel
         if self.preview is None or self.preview not in viewer.layers:
-            kwargs = result_kwargs(self.layer, self.sel, tick.image, {"preview": True})
+            kwargs = result_kwargs(self.layer, sel, tick.image, {"preview": True})
             self.preview = viewer.add_image(tick.image, name=f"{self.layer.name} · DIP-ℓ0 (live preview)",
                                             **kwargs)
         else:
             self.preview.data = tick.image
         if tick.kind == "keep":
             snap = tick.snap
-            kwargs = result_kwargs(self.layer, self.sel, tick.image, provenance(self.params, self.sel, snap))
-            kept = napari.layers.Image(tick.image, name=kept_name(self.layer.name, self.sel, snap), **kwargs)
+            kwargs = result_kwargs(self.layer, sel, tick.image, provenance(self.params, sel, snap))
+            kept = napari.layers.Image(tick.image, name=kept_name(self.layer.name, sel, snap), **kwargs)
             # Below the live preview, so that it stays in view.
             viewer.layers.insert(viewer.layers.index(self.preview), kept)
 
@@ -100,6 +113,9 @@ class Job:
             self.preview.name = name
             return self.preview
         return viewer.add_image(image, name=name, **kwargs)
+
+    def update(self, viewer, force: bool = False) -> None:
+        """After each tick: nothing here (a streamed run shows its finished planes, :mod:`.stream`)."""
 
     def drop_preview(self, viewer) -> None:
         if self.preview is not None and self.preview in viewer.layers:

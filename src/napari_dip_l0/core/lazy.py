@@ -29,7 +29,7 @@ from .layout import PlaneReader, _bounds, check_data_range, check_image, check_p
 from .presets import Preset
 from .run import Calibration, DipL0Run, choose_lam, stabilise
 
-__all__ = ["lazy_dip_l0", "block_chunks", "PLANES_PER_BLOCK"]
+__all__ = ["lazy_dip_l0", "block_chunks", "probe_run", "PLANES_PER_BLOCK"]
 
 #: Planes per block of a lazy run: each block starts afresh, then warm-starts plane to plane.
 PLANES_PER_BLOCK = 8
@@ -90,8 +90,8 @@ def lazy_dip_l0(image, mode: str = "smooth", *, planes_per_block: int | None = N
     for name in ("on_plane", "collect", "calibration"):
         if name in settings:
             raise TypeError(f"lazy_dip_l0 does not take {name}")
+    probe = probe_run(image, mode, settings, k)
     data_range = settings.pop("data_range", None)
-    probe = _probe(image, mode, k, data_range, settings)
     channel_axis = probe.reader.layout.channel_axis
     x = image.rechunk(block_chunks(image.shape, channel_axis, k))
     calibration = _calibration_task(image, channel_axis, probe, data_range, settings.get("lam", "auto"))
@@ -102,13 +102,16 @@ def lazy_dip_l0(image, mode: str = "smooth", *, planes_per_block: int | None = N
                             x, calibration, mode, settings))
 
 
-def _probe(image, mode: str, k: int, data_range, settings: dict) -> DipL0Run:
-    """A run on one block of zeros (a broadcast view: no memory): every setting checked as a run checks it,
-    the block's memory included, and the result dtype and preset it gives. Nothing of ``image`` is read."""
-    arr, channel_axis = check_image(image, settings.get("channel_axis"))  # shape and dtype only, for dask
-    block = block_chunks(arr.shape, channel_axis, k)
-    zeros = np.broadcast_to(np.zeros((), image.dtype), block)
-    data_range = check_data_range(data_range)
+def probe_run(image, mode: str, settings: dict, planes: int = 1) -> DipL0Run:
+    """A :class:`DipL0Run` with ``settings`` (its keywords) on a block of ``planes`` planes of zeros shaped
+    as ``image``'s (a broadcast view: no memory): every setting checked as a run on ``image`` checks it,
+    that block's memory included, and the preset and result dtype such a run gives. Nothing of ``image``
+    is read (a dask array's shape and dtype only)."""
+    settings = dict(settings)
+    data_range = check_data_range(settings.pop("data_range", None))
+    arr, channel_axis = check_image(image, settings.get("channel_axis"))
+    block = block_chunks(arr.shape, channel_axis, planes)
+    zeros = np.broadcast_to(np.zeros((), arr.dtype), block)
     return DipL0Run(zeros, mode, **{**settings, "channel_axis": channel_axis},
                     calibration=Calibration(data_range or (0, 1)))
 
