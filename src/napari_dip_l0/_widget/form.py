@@ -37,8 +37,8 @@ from .job import (
 )
 from .preview import L0Preview
 from .status import RunState, RunStatus
-from .stream import StreamJob, prepare_stream, streams
-from .worker import GC_HOLD, Job, needs_warm_up, ticks, warm_up
+from .stream import prepare_stream, streams
+from .worker import GC_HOLD, Job, needs_warm_up, warm_up
 
 # At most this often (ms) do the progress bar and status line change.
 STATUS_INTERVAL_MS = 250
@@ -383,8 +383,8 @@ class DipL0Widget(Container):
             self.notify_error(str(exc))
             return
         # Errors are reported by _on_error as a notification, not re-raised.
-        job.worker = create_worker(ticks, iter(run), job.sel, job.stop_requested, int(self.preview_every.value),
-                                   int(self.keep_every.value), isinstance(job, StreamJob), _ignore_errors=True)
+        job.worker = create_worker(job.ticks, iter(run), int(self.preview_every.value), int(self.keep_every.value),
+                                   _ignore_errors=True)
         job.worker.yielded.connect(self._on_yielded)
         job.worker.errored.connect(self._on_error)
         job.worker.finished.connect(self._on_finished)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.layout import is_lazy
 from .job import Selection, layer_array, layer_kwargs, provenance, result_kwargs, result_name
-from .worker import Job
+from .worker import Job, ticks
 
 # At most this often (seconds) does the result layer re-read its store.
 REFRESH_INTERVAL = 0.5
@@ -162,6 +162,7 @@ class StreamJob(Job):
         self.save_to = save_to
         self.store: PlaneStore | None = None
         self.layer_out = None  # the result layer, reading the store
+        self.outcome = None  # the result's provenance, once the store is closed
         self._shown = (-1, 0.0)  # planes written when the result layer last re-read its store, and when
         self._lead = tuple(sel.data.shape[: sel.data.ndim - 2 - (sel.channel_axis is not None)])
 
@@ -172,6 +173,18 @@ class StreamJob(Job):
             shape[-1] += self.sel.alpha.shape[-1]
         self.store = PlaneStore(shape, dtype, bool(self.layer.rgb), self.save_to, layer_kwargs(self.layer, self.sel)
                                 ["scale"], {k: v for k, v in self.params.items() if v is not None})
+
+    def ticks(self, snapshots, preview_every: int, keep_every: int):
+        """The worker's generator: the run's ticks (the current plane's images), then, still in the worker, the
+        store closed with the run's outcome (an OME-Zarr's pyramid is built from every plane: slow)."""
+        final = None
+        for tick in ticks(snapshots, self.sel, self.stop_requested, preview_every, keep_every, streamed=True):
+            final = tick if tick.kind == "final" else final
+            yield tick
+        if final is not None:
+            self.outcome = provenance(self.params, self.sel, final.snap)
+            self.outcome.update(planes_done=self.store.written, store=self.save_to or "temporary")
+            self.store.close(self.outcome)
 
     def write_plane(self, index: tuple, plane: np.ndarray) -> None:
         """The core run's ``on_plane``: the layer's alpha put back, then into the store."""
@@ -189,8 +202,7 @@ class StreamJob(Job):
         psel = self._plane_sel(tick.snap.plane)
         image = layer_array(tick.image, psel)
         if self.preview is not None and self.preview in viewer.layers:
-            self.preview.translate = layer_kwargs(self.layer, psel)["translate"]
-            self.preview.name = self._preview_name(tick.snap)
+            self.preview.translate = layer_kwargs(self.layer, psel)["translate"]  # to the plane now fitted
         super().show(viewer, tick._replace(image=image), psel)
         self.preview.name = self._preview_name(tick.snap)
 
@@ -216,10 +228,8 @@ class StreamJob(Job):
     def result(self, viewer, old=None):
         """The result layer: the store as it ends (finished planes; the rest zero after a Stop)."""
         snap = self.final.snap
-        info = provenance(self.params, self.sel, snap)
+        info = self.outcome or provenance(self.params, self.sel, snap)
         n = int(np.prod(self._lead))
-        info.update(planes_done=self.store.written, store=self.save_to or "temporary")
-        self.store.close(info)
         if old is not None and old in viewer.layers:
             viewer.layers.remove(old)
         self.drop_preview(viewer)

@@ -114,6 +114,10 @@ class Job:
             return self.preview
         return viewer.add_image(image, name=name, **kwargs)
 
+    def ticks(self, snapshots: Iterable, preview_every: int, keep_every: int) -> Iterator[Tick]:
+        """The worker's generator (a generator function, so napari makes a generator worker): :func:`ticks`."""
+        yield from ticks(snapshots, self.sel, self.stop_requested, preview_every, keep_every)
+
     def update(self, viewer, force: bool = False) -> None:
         """After each tick: nothing here (a streamed run shows its finished planes, :mod:`.stream`)."""
 
