@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import napari
 import numpy as np
 
 from ..core.layout import is_lazy
@@ -220,7 +221,10 @@ class StreamJob(Job):
         if self.layer_out is None or self.layer_out not in viewer.layers:
             kwargs = layer_kwargs(self.layer, self.sel)
             kwargs["metadata"]["dip_l0"] = {"running": True, **self.params}
-            self.layer_out = viewer.add_image(self.store.lazy(), name=name, **kwargs)
+            self.layer_out = napari.layers.Image(self.store.lazy(), name=name, **kwargs)
+            # Below the live preview, whose plane it would hide (zero until finished).
+            below = viewer.layers.index(self.preview) if self.preview in viewer.layers else len(viewer.layers)
+            viewer.layers.insert(below, self.layer_out)
         else:
             self.layer_out.data = self.store.lazy()
             self.layer_out.name = name
