@@ -14,8 +14,8 @@ import numpy as np
 
 from .. import __version__
 from ..core.l0 import L0_SOLVERS
-from ..core.layout import is_lazy
 from ..core.presets import FILE_PRESETS, PRESETS, Preset, get_preset
+from ..core.validation import is_lazy
 
 MODES = {"edge-preserving smoothing": "smooth", "camera-noise denoising": "denoise", "JPEG deblocking": "deblock"}
 CURRENT, ALL = "current plane", "all planes"
@@ -86,7 +86,7 @@ def source_file(layer) -> str | None:
 
 def opened_from_jpeg(layer) -> bool:
     """Whether ``layer`` was opened from a JPEG file (its source file has a JPEG suffix)."""
-    from ..core.imageio import JPEG
+    from ..core.io import JPEG
 
     path = source_file(layer)
     return bool(path) and Path(path).suffix.lower() in JPEG

@@ -22,7 +22,7 @@ from pathlib import Path
 import napari
 import numpy as np
 
-from ..core.layout import is_lazy
+from ..core.validation import is_lazy
 from .job import Selection, layer_array, layer_kwargs, provenance, result_kwargs, result_name
 from .worker import Job, ticks
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import PlaneReader, _bounds, check_data_range, check_image, check_positive_int, is_lazy, robust_range
+from .defects import robust_range
+from .planes import PlaneReader
 from .presets import Preset
 from .run import Calibration, DipL0Run, choose_lam, stabilise
+from .validation import as_bounds, check_data_range, check_image, check_positive_int, is_lazy
 
 __all__ = ["lazy_dip_l0", "block_chunks", "probe_run", "PLANES_PER_BLOCK"]
 
@@ -148,7 +150,7 @@ def _calibrate(bounds, finite, planes: dict, n: int, dtype: np.dtype, preset: Pr
     """What a :class:`DipL0Run` on the whole image measures, from its reductions and sampled planes."""
     if not finite:
         raise ValueError("image contains NaN or infinite values")
-    lo, hi = _bounds(dtype, *(check_data_range(bounds) if given else bounds))
+    lo, hi = as_bounds(dtype, *(check_data_range(bounds) if given else bounds))
     scale = None
     if preset.robust and not given and hi > lo:
         robust = np.stack([planes[p] for p in _picks(n, _ROBUST_PLANES)])

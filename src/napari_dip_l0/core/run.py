@@ -15,12 +15,22 @@ from functools import cached_property, partial
 import numpy as np
 
 from .admm import AdmmFit, to_numpy
-from .layout import (PlaneReader, check_bool, check_data_range, check_dtype, check_image, check_lam,
-                     check_positive_int, check_seed, resolve_device, result_dtype)
+from .device import resolve_device
+from .memory import check_memory
 from .noise import noise_model, noise_sigma
+from .planes import PlaneReader, result_dtype
 from .presets import Preset, get_preset
 from .stabilise import Stabiliser
-from .tiling import Mosaic, check_memory, check_tiling, tile_grid
+from .tiling import Mosaic, check_tiling, tile_grid
+from .validation import (
+    check_bool,
+    check_data_range,
+    check_dtype,
+    check_image,
+    check_lam,
+    check_positive_int,
+    check_seed,
+)
 
 __all__ = ["DipL0Run", "Snapshot", "Calibration", "iter_dip_l0", "choose_lam", "jpeg_box", "stabilise"]
 
@@ -57,6 +67,7 @@ class Calibration:
     noise: float | None = None
 
 
+@dataclass(eq=False, repr=False)
 class Snapshot:
     """One step of a DIP-ℓ0 run.
 
@@ -98,23 +109,19 @@ class Snapshot:
         gets it); built on first access, reading no other plane.
     """
 
-    def __init__(self, iteration: int, total: int, plane: int, planes: int, losses: dict, seconds: float,
-                 render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1,
-                 kept: int | None = None, noise_model: tuple[float, float] | None = None,
-                 render_plane: Callable[[], np.ndarray] | None = None):
-        self.iteration = iteration
-        self.kept = kept
-        self.noise_model = noise_model
-        self.total = total
-        self.plane = plane
-        self.planes = planes
-        self.tile = tile
-        self.tiles = tiles
-        self.losses = losses
-        self.seconds = seconds
-        self.preset = preset
-        self._render = render
-        self._render_plane = render_plane
+    iteration: int
+    total: int
+    plane: int
+    planes: int
+    losses: dict
+    seconds: float
+    _render: Callable[[], np.ndarray]
+    preset: Preset
+    tile: int = 0
+    tiles: int = 1
+    kept: int | None = None
+    noise_model: tuple[float, float] | None = None
+    _render_plane: Callable[[], np.ndarray] | None = None
 
     @cached_property
     def image(self) -> np.ndarray:
@@ -301,10 +308,7 @@ class DipL0Run:
     ):
         arr, channel_axis = check_image(image, channel_axis)
         dtype = check_dtype(dtype, arr.dtype)
-        if calibration is not None and not isinstance(calibration, Calibration):
-            raise TypeError(f"calibration must be a Calibration, got {type(calibration).__name__}")
-        if calibration is not None and (data_range is not None or jpeg is not None):
-            raise ValueError("a calibration sets the intensity mapping: give it without data_range or jpeg")
+        check_calibration(calibration, data_range, jpeg)
         if jpeg is not None:
             from .jpeg import check_constraint  # jpeglib only for runs with a file
 
@@ -341,31 +345,10 @@ class DipL0Run:
         if dtype is None:
             dtype = result_dtype(arr.dtype, self.preset.float_result)
         self.collect = check_bool(collect, "collect")
-        if not collect and on_plane is None:
-            raise ValueError("collect=False keeps no plane: give on_plane to receive them")
-        # Memory: the planes kept (all, or with collect=False only the one being written) and one fit.
-        kept = arr.shape if collect else _two_planes(arr.shape, channel_axis)
-        check_memory(kept, channel_axis if collect else (None if channel_axis is None else 3), dtype, self.preset,
-                     self.tile_size, self.tile_overlap, max_memory)
-        if calibration is None:
-            self.reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=self.preset.robust,
-                                      result=dtype)
-            self.noise_model = stabilise(self.preset, self.reader, self.jpeg)
-            self.noise = None
-            if auto:
-                self.preset, self.noise = choose_lam(self.preset, self.reader, self.jpeg)
-        else:
-            check_data_range(calibration.data_range)  # checked; used as given (64-bit integer levels stay exact)
-            self.reader = PlaneReader(arr, channel_axis, tuple(calibration.data_range), result=dtype,
-                                      scale=calibration.scale)
-            self.noise_model, self.noise = calibration.noise_model, calibration.noise
-            if self.noise_model is not None and self.noise_model[0] > 0:
-                self.reader.stabiliser = Stabiliser(*self.noise_model)
-            if auto and calibration.lam is not None:
-                self.preset = replace(self.preset, lam=check_lam(calibration.lam))
-        layout = self.reader.layout
-        self.calibration = Calibration((layout.lo, layout.hi), layout.scale, self.noise_model,
-                                       self.preset.lam if auto else None, self.noise)
+        check_memory(*_kept(arr.shape, channel_axis, collect, on_plane), dtype, self.preset, self.tile_size,
+                     self.tile_overlap, max_memory)
+        self.reader, self.preset, self.noise_model, self.noise, self.calibration = measure(
+            arr, channel_axis, self.preset, dtype, data_range, self.jpeg, auto, calibration)
         h, w, _ = self.reader.layout.plane_shape
         self.windows = tile_grid(h, w, self.tile_size, self.tile_overlap)
         # Warm-started tiles (all but the first plane's) need fewer iterations.
@@ -373,8 +356,6 @@ class DipL0Run:
         self._counts = [self.preset.iterations] * len(self.windows) + [self.warm_iterations] * (
             (n - 1) * len(self.windows))
         self.total = sum(self._counts)
-        if on_plane is not None and not callable(on_plane):
-            raise TypeError(f"on_plane must be callable, got {type(on_plane).__name__}")
         self.on_plane = on_plane
         self.last: Snapshot | None = None
         self.stopped_at: list[int | None] = []
@@ -409,7 +390,7 @@ class DipL0Run:
         def snapshot(done, p, t, losses, render, plane, kept=None):
             return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0,
                             render if self.collect else self._not_collected, preset, tile=t, tiles=tiles,
-                            kept=kept, noise_model=model, render_plane=plane)
+                            kept=kept, noise_model=model, _render_plane=plane)
 
         if layout.constant:
             flat = partial(np.full, layout.shape, layout.lo, layout.result_dtype)
@@ -489,10 +470,49 @@ class DipL0Run:
         return render, render_plane
 
 
-def _two_planes(shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, ...]:
-    """Two planes of an image of ``shape`` as ``(2, H, W)``, or ``(2, H, W, C)`` with a channel axis (last)."""
+def check_calibration(calibration, data_range, jpeg) -> None:
+    """A :class:`Calibration` or ``None``; not with ``data_range`` or ``jpeg``, which set the mapping too."""
+    if calibration is not None and not isinstance(calibration, Calibration):
+        raise TypeError(f"calibration must be a Calibration, got {type(calibration).__name__}")
+    if calibration is not None and (data_range is not None or jpeg is not None):
+        raise ValueError("a calibration sets the intensity mapping: give it without data_range or jpeg")
+    if calibration is not None:
+        check_data_range(calibration.data_range)
+
+
+def measure(arr, channel_axis, preset: Preset, dtype, data_range, jpeg, auto: bool, calibration=None):
+    """The reader of ``arr``'s planes, the preset with λ set where ``auto``, the noise model, the noise level
+    and the :class:`Calibration` they make: measured on ``arr`` (its range or ``data_range``, robust scale,
+    noise), or taken from ``calibration``."""
+    if calibration is None:
+        reader = PlaneReader(arr, channel_axis, check_data_range(data_range), robust=preset.robust, result=dtype)
+        model, noise = stabilise(preset, reader, jpeg), None
+        if auto:
+            preset, noise = choose_lam(preset, reader, jpeg)
+    else:
+        # The range used as given (a checked Calibration's): 64-bit integer levels stay exact.
+        reader = PlaneReader(arr, channel_axis, tuple(calibration.data_range), result=dtype, scale=calibration.scale)
+        model, noise = calibration.noise_model, calibration.noise
+        if model is not None and model[0] > 0:
+            reader.stabiliser = Stabiliser(*model)
+        if auto and calibration.lam is not None:
+            preset = replace(preset, lam=check_lam(calibration.lam))
+    layout = reader.layout
+    return reader, preset, model, noise, Calibration((layout.lo, layout.hi), layout.scale, model,
+                                                     preset.lam if auto else None, noise)
+
+
+def _kept(shape: tuple[int, ...], channel_axis: int | None, collect: bool, on_plane) -> tuple:
+    """The shape and channel axis of what a run keeps, for its memory estimate: the whole image, or with
+    ``collect=False`` (which needs ``on_plane``) two planes, ``(2, H, W)`` or ``(2, H, W, C)``."""
+    if on_plane is not None and not callable(on_plane):
+        raise TypeError(f"on_plane must be callable, got {type(on_plane).__name__}")
+    if collect:
+        return shape, channel_axis
+    if on_plane is None:
+        raise ValueError("collect=False keeps no plane: give on_plane to receive them")
     dims = [s for ax, s in enumerate(shape) if ax != channel_axis]
-    return (2, *dims[-2:]) + (() if channel_axis is None else (shape[channel_axis],))
+    return ((2, *dims[-2:]), None) if channel_axis is None else ((2, *dims[-2:], shape[channel_axis]), 3)
 
 
 def choose_lam(preset: Preset, reader: PlaneReader, jpeg=None) -> tuple[Preset, float | None]:
