@@ -74,7 +74,8 @@ class PlaneStore:
     def __init__(self, shape, dtype, rgb: bool, path: str | None, scale, provenance: dict):
         import zarr
 
-        self.shape, self.dtype, self.rgb = tuple(shape), np.dtype(dtype), rgb
+        shape = tuple(int(s) for s in shape)
+        self.shape, self.dtype, self.rgb = shape, np.dtype(dtype), rgb
         self.path, self.writer, self.written = path, None, 0
         self._lock = threading.Lock()
         plane_chunks = (1,) * (len(shape) - 2 - rgb) + tuple(shape[len(shape) - 2 - rgb:])
