@@ -64,7 +64,7 @@ def _start(qtbot, widget, layer, **settings):
     for name, value in settings.items():
         getattr(widget, name).value = value
     widget.run()
-    assert widget.state is RunState.RUNNING and isinstance(widget._job, StreamJob)
+    assert widget.state is RunState.RUNNING and isinstance(widget._job, StreamJob), widget.status.value
     return widget._job
 
 
@@ -164,3 +164,30 @@ def test_current_plane_of_a_dask_layer_is_not_streamed(qtbot, viewer, widget):
     widget.run()
     assert not isinstance(widget._job, StreamJob)
     _finish(qtbot, widget, widget.worker)
+
+
+def test_an_rgb_dask_stack_streams_as_colour(qtbot, viewer, widget):
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 255, (2, 20, 24, 3), dtype=np.uint8)
+    layer = viewer.add_image(da.from_array(stack, chunks=(1, 20, 24, 3)), name="rgb", rgb=True)
+    widget.iterations.value = 2
+    run = _start(qtbot, widget, layer)
+    _finish(qtbot, widget, run.worker)
+    result = run.layer_out
+    assert result.rgb and isinstance(result.data, da.Array) and result.data.shape == stack.shape
+    ref = DipL0Run(stack, lam=widget.lam.value, iterations=2, channel_axis=-1, dtype=np.uint8,
+                   device=widget.device.value).run()
+    np.testing.assert_array_equal(np.asarray(result.data), ref)
+
+
+def test_an_rgb_stack_saved_to_a_path(qtbot, viewer, widget, tmp_path):
+    """An OME-Zarr holds channels before z (NGFF order); the layer reads them back last, as RGB."""
+    stack = np.random.default_rng(2).integers(0, 255, (2, 20, 24, 3), dtype=np.uint8)
+    layer = viewer.add_image(da.from_array(stack, chunks=(1, 20, 24, 3)), name="rgb", rgb=True)
+    widget.iterations.value = 2
+    run = _start(qtbot, widget, layer, save_to=str(tmp_path / "colour.ome.zarr"))
+    _finish(qtbot, widget, run.worker)
+    assert run.layer_out.rgb and run.layer_out.data.shape == stack.shape
+    ref = DipL0Run(stack, lam=widget.lam.value, iterations=2, channel_axis=-1, dtype=np.uint8,
+                   device=widget.device.value).run()
+    np.testing.assert_array_equal(np.asarray(run.layer_out.data), ref)

@@ -76,7 +76,7 @@ class PlaneStore:
 
         shape = tuple(int(s) for s in shape)
         self.shape, self.dtype, self.rgb = shape, np.dtype(dtype), rgb
-        self.path, self.writer, self.written = path, None, 0
+        self.path, self.writer, self.written, self._order = path, None, 0, None
         self._lock = threading.Lock()
         plane_chunks = (1,) * (len(shape) - 2 - rgb) + tuple(shape[len(shape) - 2 - rgb:])
         if path is None:
@@ -92,13 +92,15 @@ class PlaneStore:
             self.array = zarr.open_array(str(path), mode="w-", shape=shape, dtype=dtype, chunks=plane_chunks,
                                          fill_value=0)
             return
-        n_lead = len(shape) - 2 - rgb
-        axes = default_axes(n_lead) + ("cyx" if rgb else "yx")
-        ngff_shape = shape[:n_lead] + ((shape[-1],) if rgb else ()) + shape[n_lead:n_lead + 2]
-        ngff_scale = tuple(scale[:n_lead]) + ((1.0,) if rgb else ()) + tuple(scale[n_lead:n_lead + 2])
-        self.writer = writer_class(path, shape=ngff_shape, dtype=dtype, axes=axes, scale=ngff_scale,
-                                   provenance=provenance, overwrite=False)
+        # The layer's axes by NGFF letter; the OME-Zarr holds them in NGFF order (t, c, z, y, x).
+        layer_axes = default_axes(len(shape) - 2 - rgb) + "yx" + ("c" if rgb else "")
+        sizes = dict(zip(layer_axes, shape))
+        scales = dict(zip(layer_axes, [*scale, 1.0]))
+        axes = "".join(a for a in "tczyx" if a in sizes)
+        self.writer = writer_class(path, shape=tuple(sizes[a] for a in axes), dtype=dtype, axes=axes,
+                                   scale=tuple(scales[a] for a in axes), provenance=provenance, overwrite=False)
         self.array = zarr.open_array(str(path), path="0", mode="r")
+        self._order = [axes.index(a) for a in layer_axes]  # NGFF order to the layer's
 
     def write_plane(self, index: tuple, plane: np.ndarray) -> None:
         """Plane ``index`` (the leading axes), as the core run's ``on_plane`` gives it; called from the worker."""
@@ -115,7 +117,7 @@ class PlaneStore:
         import dask.array as da
 
         data = da.from_zarr(self.array, name=f"dip-l0-result-{id(self)}-{next(_names)}")
-        return da.moveaxis(data, -3, -1) if self.writer is not None and self.rgb else data
+        return data if self._order is None else data.transpose(self._order)
 
     def close(self, values: dict) -> None:
         """Record ``values`` (the run's outcome) with an OME-Zarr, and finish it (pyramid) if every plane is in."""
