@@ -389,7 +389,7 @@ class DipL0Run:
 
         def snapshot(done, p, t, losses, render, plane, kept=None):
             return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0,
-                            render if self.collect else self._not_collected, preset, tile=t, tiles=tiles,
+                            render if self.collect else _not_collected, preset, tile=t, tiles=tiles,
                             kept=kept, noise_model=model, _render_plane=plane)
 
         if layout.constant:
@@ -398,7 +398,7 @@ class DipL0Run:
             if self.on_plane is not None:
                 for p in range(n):
                     self._plane_done(out, p, row=0)
-            yield snapshot(self.total, n - 1, tiles - 1, {}, flat, lambda: self._squeeze(out[0]))
+            yield snapshot(self.total, n - 1, tiles - 1, {}, flat, lambda: _caller_plane(out[0], reader))
             return
         # Plane p is filled when it is done; without collecting, one row holds the plane being finished.
         out = reader.new_output() if self.collect else np.empty((1, *layout.plane_shape), layout.result_dtype)
@@ -416,7 +416,7 @@ class DipL0Run:
                     fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs,
                                             constraint=constraint)
                 preview = fit.start(tile)
-                yield snapshot(done, p, t, {}, *self._renderers(out, p, mosaic, t, lambda pv=preview: pv))
+                yield snapshot(done, p, t, {}, *_renderers(reader, out, p, mosaic, t, lambda pv=preview: pv))
                 its = self._counts[p * tiles + t]
                 for k in range(1, its + 1):
                     losses = fit.step()
@@ -425,10 +425,11 @@ class DipL0Run:
                         result = fit.output()
                         kept = fit.best_iteration if fit.best is not None else None
                         self.stopped_at.append(kept)
-                        render = self._renderers(out, p, mosaic, t, lambda r=result: to_numpy(r))
+                        render = _renderers(reader, out, p, mosaic, t, lambda r=result: to_numpy(r))
                         yield snapshot(done + its, p, t, losses, *render, kept)
                         break
-                    render = self._renderers(out, p, mosaic, t, lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
+                    render = _renderers(reader, out, p, mosaic, t,
+                                        lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
                     yield snapshot(done + k, p, t, losses, *render)
                 mosaic.add(t, to_numpy(result))
                 done += its
@@ -439,35 +440,38 @@ class DipL0Run:
     def _plane_done(self, out: np.ndarray, p: int, row: int | None = None) -> None:
         """Hand plane ``p`` (row ``row`` of ``out``, ``p`` by default) to ``on_plane``."""
         if self.on_plane is not None:
-            self.on_plane(self.reader.plane_index(p), self._squeeze(out[p if row is None else row]))
+            self.on_plane(self.reader.plane_index(p), _caller_plane(out[p if row is None else row], self.reader))
 
-    def _squeeze(self, plane: np.ndarray) -> np.ndarray:
-        """A ``(H, W, C)`` plane as callers get one: ``(H, W)`` without a channel axis."""
-        return plane if self.reader.layout.channel_axis is not None else plane[..., 0]
 
-    @staticmethod
-    def _not_collected():
-        raise RuntimeError("this run keeps no planes (collect=False): use Snapshot.plane_image, or on_plane")
 
-    def _renderers(self, out: np.ndarray, p: int, mosaic: Mosaic, t: int, estimate: Callable[[], np.ndarray]):
-        """The whole image at a snapshot (planes before ``p`` final, ``p`` current, later ones as given) and
-        plane ``p`` alone."""
-        reader = self.reader
+def _caller_plane(plane: np.ndarray, reader: PlaneReader) -> np.ndarray:
+    """A ``(H, W, C)`` plane as callers get one: ``(H, W)`` without a channel axis."""
+    return plane if reader.layout.channel_axis is not None else plane[..., 0]
 
-        def render():
-            buf = np.empty_like(out)
-            buf[:p] = out[:p]
-            reader.store(buf, p, mosaic.preview(t, estimate()))
-            for q in range(p + 1, len(buf)):
-                buf[q] = reader.raw(q)
-            return reader.assemble(buf)
 
-        def render_plane():
-            buf = np.empty((1, *out.shape[1:]), out.dtype)
-            reader.store(buf, 0, mosaic.preview(t, estimate()))
-            return self._squeeze(buf[0])
+def _not_collected():
+    raise RuntimeError("this run keeps no planes (collect=False): use Snapshot.plane_image, or on_plane")
 
-        return render, render_plane
+
+def _renderers(reader: PlaneReader, out: np.ndarray, p: int, mosaic: Mosaic, t: int,
+               estimate: Callable[[], np.ndarray]):
+    """The whole image at a snapshot (planes before ``p`` final, ``p`` current, later ones as given) and
+    plane ``p`` alone."""
+
+    def render():
+        buf = np.empty_like(out)
+        buf[:p] = out[:p]
+        reader.store(buf, p, mosaic.preview(t, estimate()))
+        for q in range(p + 1, len(buf)):
+            buf[q] = reader.raw(q)
+        return reader.assemble(buf)
+
+    def render_plane():
+        buf = np.empty((1, *out.shape[1:]), out.dtype)
+        reader.store(buf, 0, mosaic.preview(t, estimate()))
+        return _caller_plane(buf[0], reader)
+
+    return render, render_plane
 
 
 def check_calibration(calibration, data_range, jpeg) -> None:
