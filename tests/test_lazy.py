@@ -151,7 +151,7 @@ def test_memory_is_a_few_planes_whatever_the_stacks_length(planes, tmp_path):
     plane_bytes = 32 * 40 * 4  # a float32 result plane; input planes are half that
     with PeakHeld() as peak, dask.config.set(scheduler="sync"):
         out.to_zarr(str(tmp_path / "out.zarr"))
-    # One block in and out and the sampled planes at most (measured: 4 planes' worth at 8 planes, 5 at 48;
+    # One block in and out and the sampled planes at most (measured: 4 planes' worth at 8 planes, 5 at 32 and 64;
     # 21 at 32 and 37 at 64 when the range's pass shared its reads with the blocks).
     assert peak.peak <= 8 * plane_bytes, peak.peak / plane_bytes
     stored = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
