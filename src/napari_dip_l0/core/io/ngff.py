@@ -54,6 +54,8 @@ class ZarrImage:
         The image's own attributes: a DIP-ℓ0 result's ``dip_l0`` provenance, for one.
     source : str
         Where the image was opened from.
+    axes_given : str or None
+        The ``axes`` it was opened with, to open it again alike (:meth:`reopen`).
     """
 
     data: object
@@ -64,6 +66,11 @@ class ZarrImage:
     level: int = 0
     attrs: dict = field(default_factory=dict)
     source: str = ""
+    axes_given: str | None = field(default=None, repr=False)
+
+    def reopen(self) -> ZarrImage:
+        """The same image opened again (on a Dask worker, say) from its source."""
+        return open_image(self.source, level=self.level, axes=self.axes_given)
 
     @property
     def channel_axis(self) -> int | None:
@@ -176,8 +183,11 @@ def open_image(source, *, level: int = 0, axes: str | None = None, storage_optio
     if not ("://" in text or Path(text).exists()):
         raise FileNotFoundError(f"input not found: {text}")
     if Path(text).suffix.lower() in (".tif", ".tiff") and "://" not in text:
-        return _open_tiff(text, level, axes)
-    return _open_zarr(text, level, axes, storage_options)
+        image = _open_tiff(text, level, axes)
+    else:
+        image = _open_zarr(text, level, axes, storage_options)
+    image.axes_given = axes
+    return image
 
 
 def _open_zarr(source: str, level, axes, storage_options) -> ZarrImage:
@@ -377,10 +387,29 @@ class OmeZarrWriter:
         ours = self._check_existing(overwrite)
         if ours:
             self._group = zarr.open_group(self.path, mode="r+")
+            self.chunks = tuple(self._group["0"].chunks)
         else:
             self._create()
         self._array = self._group["0"]
         self._done = self._group[DONE]
+
+    @classmethod
+    def open(cls, path) -> OmeZarrWriter:
+        """An existing DIP-ℓ0 output reopened to add planes (on a Dask worker, say); never makes a new one."""
+        import zarr
+
+        try:
+            attrs = dict(zarr.open_group(path, mode="r").attrs)
+            sig = attrs["dip_l0"]["writer"]
+        except Exception:
+            raise FileNotFoundError(f"{path} is not a DIP-ℓ0 OME-Zarr output") from None
+        ms = attrs["ome"]["multiscales"][0]
+        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        return cls(path, shape=sig["shape"], dtype=sig["dtype"], axes=sig["axes"], scale=scale)
+
+    def note(self, values: dict) -> None:
+        """Add ``values`` (what the run measured: λ, the range...) to the output's ``dip_l0`` attributes."""
+        self._group.attrs["dip_l0"] = {**self._group.attrs["dip_l0"], **values}
 
     # ----- set up -------------------------------------------------------
     def _chunks(self, chunks) -> tuple[int, ...]:
@@ -420,8 +449,8 @@ class OmeZarrWriter:
                     f"output {self.path} holds another result (shape {tuple(mine['shape'])}, dtype "
                     f"{np.dtype(mine['dtype'])}, axes {mine['axes']!r}; this one is {self.shape}, {self.dtype}, "
                     f"{self.axes!r}); choose another name, or overwrite it")
-            before = {k: v for k, v in group.attrs["dip_l0"].items() if k not in ("writer", "complete")}
-            if self.provenance and before != self.provenance:
+            before = {k: group.attrs["dip_l0"].get(k) for k in self.provenance}
+            if before != self.provenance:
                 diff = ", ".join(f"{k}: {before.get(k)!r} there, {self.provenance.get(k)!r} now"
                                  for k in sorted(set(before) | set(self.provenance))
                                  if before.get(k) != self.provenance.get(k))
