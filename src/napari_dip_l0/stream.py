@@ -222,7 +222,8 @@ class StreamSummary:
                  f"{done} of {self.total} done in {out}"]
         lines += [f"  failed: {why}" for why in self.failed]
         if not self.complete:
-            lines.append("  run the same command again to resume: finished planes are kept")
+            why = "interrupted" if self.interrupted else "not finished"
+            lines.append(f"  {why}: run the same command again to resume (finished planes are kept)")
         return lines
 
 

@@ -479,12 +479,16 @@ class OmeZarrWriter:
         datasets = []
         for k in range(levels):
             factor = [2.0**k if a in "yx" else 1.0 for a in self.axes]
-            datasets.append({"path": str(k), "coordinateTransformations": [
-                {"type": "scale", "scale": [s * f for s, f in zip(self.scale, factor)]}]})
+            transforms = [{"type": "scale", "scale": [s * f for s, f in zip(self.scale, factor)]}]
+            if k:  # a mean of 2^k × 2^k pixels lies at their centre
+                transforms.append({"type": "translation",
+                                   "translation": [s * (f - 1) / 2 for s, f in zip(self.scale, factor)]})
+            datasets.append({"path": str(k), "coordinateTransformations": transforms})
         axes = [{"name": a, "type": _TYPES[a], **({"unit": self.units[a]} if a in self.units else {})}
                 for a in self.axes]
         write_multiscales_metadata(self._group, datasets, fmt=FormatV05(), axes=axes, name="DIP-ℓ0 result")
-        self._group.attrs["dip_l0"] = {**self.provenance, "writer": self._signature(), "complete": complete}
+        before = self._group.attrs.get("dip_l0", {})  # what :meth:`note` added stays
+        self._group.attrs["dip_l0"] = {**before, **self.provenance, "writer": self._signature(), "complete": complete}
 
     # ----- writing ------------------------------------------------------
     def _selection(self, index: tuple) -> tuple:
