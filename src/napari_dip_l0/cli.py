@@ -403,7 +403,6 @@ def _open_stack(args, inputs, output, options, interrupts: Interrupts):
         print(f"dip-l0: {resume_line(found, found + len(missing))}", file=sys.stderr)
     _stop_if(interrupts, "nothing new written")
     settings = measure(image, options)  # one pass over the data for its range, then a few planes
-    writer.note(settings.provenance())
     _stop_if(interrupts, "nothing new written")
     return image, writer, settings, found, len(missing)
 

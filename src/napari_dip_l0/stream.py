@@ -245,6 +245,7 @@ def stream(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings, cha
            stop: Callable[[], bool] | None = None, on_plane: Callable[[tuple], None] | None = None) -> StreamSummary:
     """Run the planes ``writer`` lacks, chain after chain in this process; finish the output when all are done."""
     t0 = time.perf_counter()
+    writer.note(settings.provenance())
     missing, found = todo(writer, image)
     summary = StreamSummary(total=len(missing) + found, found=found)
     stop = stop or (lambda: False)
@@ -308,6 +309,7 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
 
     stop = stop or (lambda: False)
     t0 = time.perf_counter()
+    writer.note(settings.provenance())
     missing, found = todo(writer, image)
     summary = StreamSummary(total=len(missing) + found, found=found)
     row = _lead_shape(image)[-1] if _lead_shape(image) else 1
