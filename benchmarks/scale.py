@@ -75,12 +75,12 @@ def run(src: Path, out: Path, workers: int, args, *, stop_at: float | None = Non
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    cluster, threads = _local_cluster(workers)
-    client = Client(cluster)
     image = open_image(src)
     options = BatchOptions(mode="denoise", iterations=args.iterations, device="cpu")
     writer = open_output(image, out, options, args.chain)
-    settings = measure(image, options)
+    settings = measure(image, options)  # as the CLI does: here, before the cluster
+    cluster, threads = _local_cluster(workers)
+    client = Client(cluster)
     t_ready = time.perf_counter() - t0
     total = image.shape[0]
     state = {"mid": None, "killed": None, "stop": False}

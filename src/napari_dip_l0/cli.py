@@ -402,9 +402,17 @@ def _open_stack(args, inputs, output, options, interrupts: Interrupts):
     if found:
         print(f"dip-l0: {resume_line(found, found + len(missing))}", file=sys.stderr)
     _stop_if(interrupts, "nothing new written")
-    settings = measure(image, options)  # one pass over the data for its range, then a few planes
+    # One pass over the data for its range, then a few planes; not needed when every plane is done.
+    settings = measure(image, options) if missing else None
     _stop_if(interrupts, "nothing new written")
     return image, writer, settings, found, len(missing)
+
+
+def _finished(writer, found: int):
+    """The summary of a rerun that found every plane done (it only finishes the output, if it was not)."""
+    from .stream import StreamSummary
+
+    return StreamSummary(total=found, found=found, complete=writer.close())
 
 
 def _cmd_stream(args, interrupts: Interrupts) -> int:
@@ -417,13 +425,16 @@ def _cmd_stream(args, interrupts: Interrupts) -> int:
         raise CLIError("--channel-axis: a stack's channel axis is the c of its axes (its metadata, or --axes)")
     image, writer, settings, found, left = _open_stack(args, [str(args.input)], args.output,
                                                        _stack_options(args, args.command), interrupts)
-    bar = _progress(found + left, args.quiet or not left, f"DIP-ℓ0 {args.command}", unit="plane")
-    bar.update(found)
-    try:
-        summary = stream(image, writer, settings, chain=args.chain, stop=lambda: bool(interrupts),
-                         on_plane=lambda index: bar.update(1))
-    finally:
-        bar.close()
+    if not left:
+        summary = _finished(writer, found)
+    else:
+        bar = _progress(found + left, args.quiet, f"DIP-ℓ0 {args.command}", unit="plane")
+        bar.update(found)
+        try:
+            summary = stream(image, writer, settings, chain=args.chain, stop=lambda: bool(interrupts),
+                             on_plane=lambda index: bar.update(1))
+        finally:
+            bar.close()
     for line in summary.lines(args.output):
         print(f"dip-l0: {line.strip()}", file=sys.stderr)
     return 130 if summary.interrupted else 0
@@ -437,7 +448,12 @@ def _cmd_batch_stack(args, options, interrupts: Interrupts) -> int:
         raise CLIError("--split-planes and --format are for files; a stack to OME-Zarr is split into chains (--chain)")
     image, writer, settings, found, left = _open_stack(args, [str(p) for p in args.inputs], args.outdir, options,
                                                        interrupts)
-    bar = _progress(found + left, args.quiet or not left, "DIP-ℓ0 batch", unit="plane")
+    if not left:
+        summary = _finished(writer, found)
+        for line in summary.lines(args.outdir):
+            print(f"dip-l0: {line.strip()}", file=sys.stderr)
+        return 0
+    bar = _progress(found + left, args.quiet, "DIP-ℓ0 batch", unit="plane")
     bar.update(found)
     summary = None
     try:

@@ -89,13 +89,17 @@ def measure(image: ZarrImage, options: BatchOptions) -> StackSettings:
     if options.mode == "deblock":
         raise ValueError("deblock needs a JPEG file; large stacks are smoothed or denoised (mode 'smooth' or "
                          "'denoise')")
+    import dask
+
     preset = _preset(options)
     dtype = result_dtype_for(image, options)
     arr, axis = check_image(image.data, image.channel_axis)
-    reader = PlaneReader(arr, axis, None, robust=preset.robust, result=dtype)
-    model = stabilise(preset, reader)
-    if options.lam is None or options.lam == "auto":
-        preset = choose_lam(preset, reader)[0]
+    # Read here, in threads, even where a dask.distributed client is the default (the workers need not see it).
+    with dask.config.set(scheduler="threads"):
+        reader = PlaneReader(arr, axis, None, robust=preset.robust, result=dtype)
+        model = stabilise(preset, reader)
+        if options.lam is None or options.lam == "auto":
+            preset = choose_lam(preset, reader)[0]
     layout = reader.layout
     return StackSettings(preset, (layout.lo, layout.hi), layout.scale, model, np.dtype(dtype).str, options.seed,
                          options.device, options.tile_size, options.warm_start)
@@ -281,7 +285,10 @@ def _chain_task(source: str, level: int, axes: str | None, out: str, settings: S
         writer = OmeZarrWriter.open(out)
         done = writer.done()
         planes = [p for p in planes if plane_index(image, p) not in done]  # a chain sent again after a loss
-        n = run_chain(image, settings, planes, writer.write_plane) if planes else 0
+        import dask
+
+        with dask.config.set(scheduler="synchronous"):  # a plane's chunks read in this task, not sent as tasks
+            n = run_chain(image, settings, planes, writer.write_plane) if planes else 0
         return {"status": "done", "message": "", "planes": n, "seconds": time.perf_counter() - t0}
     except Exception as exc:  # reported, not raised: the other chains go on
         from .core.imageio import first_line

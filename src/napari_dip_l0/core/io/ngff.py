@@ -55,7 +55,7 @@ class ZarrImage:
     source : str
         Where the image was opened from.
     axes_given : str or None
-        The ``axes`` it was opened with, to open it again alike (:meth:`reopen`).
+        The ``axes`` it was opened with, to open it again alike (on a Dask worker, say).
     """
 
     data: object
@@ -67,10 +67,6 @@ class ZarrImage:
     attrs: dict = field(default_factory=dict)
     source: str = ""
     axes_given: str | None = field(default=None, repr=False)
-
-    def reopen(self) -> ZarrImage:
-        """The same image opened again (on a Dask worker, say) from its source."""
-        return open_image(self.source, level=self.level, axes=self.axes_given)
 
     @property
     def channel_axis(self) -> int | None:
@@ -88,6 +84,18 @@ class ZarrImage:
     def __repr__(self) -> str:
         return (f"ZarrImage(shape={self.shape}, dtype={self.dtype}, axes={self.axes!r}, scale={self.scale}, "
                 f"level={self.level}/{self.levels})")
+
+
+def _need_zarr() -> None:
+    """Refuse, with what to install, where zarr 3 or ome-zarr-py is missing."""
+    try:
+        import ome_zarr  # noqa: F401
+        import zarr
+    except ImportError:
+        raise ImportError("OME-Zarr needs zarr 3 and ome-zarr-py (Python 3.11 or later): "
+                          "pip install 'napari-dip-l0[zarr]'") from None
+    if int(zarr.__version__.split(".")[0]) < 3:
+        raise ImportError(f"OME-Zarr needs zarr 3 or later, found {zarr.__version__}: pip install 'zarr>=3'")
 
 
 def plane_axes(axes: str) -> str:
@@ -179,6 +187,7 @@ def open_image(source, *, level: int = 0, axes: str | None = None, storage_optio
     >>> img.axes, img.shape, img.scale
     ('zyx', (4, 32, 32), (1.0, 1.0, 1.0))
     """
+    _need_zarr()
     text = os.fspath(source)
     if not ("://" in text or Path(text).exists()):
         raise FileNotFoundError(f"input not found: {text}")
@@ -365,6 +374,7 @@ class OmeZarrWriter:
 
     def __init__(self, path, *, shape, dtype, axes: str, scale=None, units: dict | None = None, chunks=None,
                  pyramid_levels: int = 1, provenance: dict | None = None, overwrite: bool = False):
+        _need_zarr()
         import zarr
 
         self.path = Path(path)
@@ -558,7 +568,8 @@ class OmeZarrWriter:
             chunks = tuple(min(c, n) for c, n in zip(self.chunks, down.shape))
             arr = self._group.create_array(str(k), shape=down.shape, dtype=self.dtype, chunks=chunks,
                                            fill_value=0, overwrite=True)
-            da.to_zarr(down.rechunk(chunks), arr)
+            # Here, in threads, even where a dask.distributed client is the default: the planes are local.
+            da.to_zarr(down.rechunk(chunks), arr, compute=False).compute(scheduler="threads")
             previous = da.from_zarr(arr)
 
 
