@@ -67,6 +67,12 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its threads so far: a figure that another job on the cores barely moves."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(src: Path, out: Path, workers: int, args, *, stop_at: float | None = None,
         kill_at: float | None = None) -> dict:
     """One batch on a fresh LocalCluster; stopped (``stop_at``) or one worker killed (``kill_at``) at that
@@ -93,14 +99,15 @@ def run(src: Path, out: Path, workers: int, args, *, stop_at: float | None = Non
             state["stop"] = True
         if kill_at is not None and state["killed"] is None and done >= kill_at * total:
             pids = client.run(os.getpid)
-            state["killed"] = sorted(pids.values())[0]
+            state["killed"] = min(pids.values())
             os.kill(state["killed"], signal.SIGKILL)
     end = client.run(_peak_mib)
+    cpu = sum(client.run(_cpu_seconds).values())  # (a killed worker's CPU time is lost with it)
     client.close()
     cluster.close()
     return {"workers": workers, "seconds": time.perf_counter() - t0, "ready": t_ready, "written": summary.written,
             "found": summary.found, "failed": summary.failed, "complete": summary.complete,
-            "mid": max((state["mid"] or {0: float("nan")}).values()), "end": max(end.values()),
+            "mid": max((state["mid"] or {0: float("nan")}).values()), "end": max(end.values()), "cpu": cpu,
             "load": (load + os.getloadavg()[0]) / 2}
 
 
@@ -143,11 +150,12 @@ def main() -> None:
              f"(mode 'denoise' capped at {args.iterations} iterations, chains of {args.chain}; the input "
              f"{args.planes} × {args.size}² uint16, {mib_in:.0f} MiB, the output float32, {2 * mib_in:.0f} MiB; "
              f"2 cores; the load average beside each run, as another job shared the machine):", "",
-             "| run | planes written | seconds (of which start-up) | planes per minute | peak RSS per worker at "
-             "half way / at the end (MiB) | load | note |", "|---|---|---|---|---|---|---|"]
+             "| run | planes written | seconds (of which start-up) | planes per minute | workers' CPU s per plane | "
+             "peak RSS per worker at half way / at the end (MiB) | load | note |", "|---|---|---|---|---|---|---|---|"]
     for name, r, note in rows:
         ppm = 60 * r["written"] / r["seconds"] if r["seconds"] else 0
-        lines.append(f"| {name} | {r['written']} | {r['seconds']:.0f} ({r['ready']:.0f}) | {ppm:.1f} | "
+        per = f"{r['cpu'] / r['written']:.1f}" if r["written"] else "–"
+        lines.append(f"| {name} | {r['written']} | {r['seconds']:.0f} ({r['ready']:.0f}) | {ppm:.1f} | {per} | "
                      f"{r['mid']:.0f} / {r['end']:.0f} | {r['load']:.1f} | {note} |")
     text = "\n".join(lines)
     print(text)
