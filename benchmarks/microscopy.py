@@ -56,7 +56,7 @@ from skimage.restoration import denoise_bilateral, denoise_nl_means, denoise_tv_
 from skimage.transform import downscale_local_mean
 
 from napari_dip_l0 import dip_l0_denoise, l0_smooth
-from napari_dip_l0.core.layout import robust_range
+from napari_dip_l0.core.defects import robust_range
 from napari_dip_l0.core.presets import get_preset
 from napari_dip_l0.data import camera_frame
 

@@ -73,7 +73,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from skimage.registration import phase_cross_correlation
 from skimage.restoration import denoise_tv_chambolle
 
-from napari_dip_l0.core.layout import robust_range
+from napari_dip_l0.core.defects import robust_range
 
 CACHE = Path("benchmarks/cache")  # the same default as microscopy.py's --cache
 # name: (pip requirement, archive file name, licence)

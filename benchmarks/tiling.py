@@ -23,8 +23,9 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio as psnr
 
 from napari_dip_l0 import iter_dip_l0
+from napari_dip_l0.core.memory import estimate_memory
 from napari_dip_l0.core.presets import PRESETS
-from napari_dip_l0.core.tiling import DEFAULT_OVERLAP, estimate_memory, tile_grid
+from napari_dip_l0.core.tiling import DEFAULT_OVERLAP, tile_grid
 from napari_dip_l0.data import cartoon_example
 
 _CHILD = r"""

@@ -221,7 +221,7 @@ def test_batch_interrupted_then_resumed(inputs, tmp_path):
 def test_batch_refuses_at_planning_time_and_passes_its_options(inputs, tmp_path, capsys, monkeypatch):
     """Outputs that cannot hold an input are refused when the batch is planned, before any task runs."""
     import napari_dip_l0.batch as batch
-    from napari_dip_l0.core.imageio import write_image
+    from napari_dip_l0.core.io import write_image
 
     src, _ = inputs
     write_image(src / "rgba.png", np.zeros((16, 16, 4), np.uint8))

@@ -163,7 +163,7 @@ def test_console_script_demo(tmp_path):
 
 
 def test_big_endian_uint16_writes_to_png(tmp_path):
-    from napari_dip_l0.core.imageio import check_output, write_image
+    from napari_dip_l0.core.io import check_output, write_image
 
     img = (np.random.default_rng(3).random((16, 18)) * 4000).astype(">u2")  # as some readers return it
     check_output(tmp_path / "out.png", img.shape, img.dtype)

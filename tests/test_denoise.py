@@ -12,9 +12,10 @@ from skimage.metrics import peak_signal_noise_ratio as psnr
 from napari_dip_l0 import DipL0Run, dip_l0_denoise, l0_smooth
 from napari_dip_l0.core.admm import AdmmFit
 from napari_dip_l0.core.api import l0_preview
+from napari_dip_l0.core.defects import fill_defects, robust_range
 from napari_dip_l0.core.l0 import fft_l0, parallel_fusion
-from napari_dip_l0.core.layout import PlaneReader, fill_defects, robust_range
 from napari_dip_l0.core.noise import noise_sigma
+from napari_dip_l0.core.planes import PlaneReader
 from napari_dip_l0.core.presets import PRESETS
 
 

@@ -18,10 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import napari_dip_l0.core.io as files
 from napari_dip_l0.cli import main
-from napari_dip_l0.core import imageio as files
-from napari_dip_l0.core.imageio import (check_output, colour_shape, describe, join_alpha, output_format_error, read,
-                                        split_alpha, write_image)
+from napari_dip_l0.core.io import (
+    check_output,
+    colour_shape,
+    describe,
+    join_alpha,
+    output_format_error,
+    png,
+    read,
+    split_alpha,
+    write_image,
+)
+from napari_dip_l0.core.io import output as io_output
 
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -106,7 +116,7 @@ def test_own_png_decoder_matches_pillow_on_every_row_filter(tmp_path):
     img = rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)
     img[20:40] = np.linspace(0, 255, 48, dtype=np.uint8)[None, :, None]  # smooth rows: Sub/Avg/Paeth chosen
     Image.fromarray(img).save(tmp_path / "f.png", optimize=True)
-    np.testing.assert_array_equal(files._png_decode(tmp_path / "f.png"), img)
+    np.testing.assert_array_equal(png.decode_png(tmp_path / "f.png"), img)
 
 
 TIFF_DTYPES = ["uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16", "float32",
@@ -234,7 +244,7 @@ def test_read_only_folder_refused_before_the_work(tmp_path, capsys, monkeypatch)
                     raise PermissionError(13, "Permission denied")
                 return real(*args, dir=dir, **kwargs)
 
-            monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+            monkeypatch.setattr(io_output.tempfile, "mkstemp", mkstemp)
         monkeypatch.setattr(files, "read", lambda info: pytest.fail("decoded before refusing"))
         for argv in (["smooth", str(png), "-o", str(ro / "o.png")], ["l0", str(png), "-o", str(ro / "o.png"),
                                                                       "--lam", "0.1"]):
@@ -251,7 +261,7 @@ def test_write_failure_names_the_output_not_the_temp_file(tmp_path, monkeypatch)
         fh.write(b"half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(files, "_encode", broken)
+    monkeypatch.setattr(io_output, "_encode", broken)
     out = tmp_path / "o.png"
     with pytest.raises(OSError) as err:
         write_image(out, np.zeros((4, 4), np.uint8))
@@ -264,7 +274,7 @@ def test_a_small_file_declaring_a_huge_image_is_refused_from_its_header(tmp_path
     path = tmp_path / "bomb.tif"
     tifffile.imwrite(path, np.zeros((4000, 4000), np.uint8), compression="zlib", tile=(256, 256))
     assert path.stat().st_size < 200_000
-    monkeypatch.setattr("napari_dip_l0.core.tiling.available_memory", lambda: 10 * 1024**2)
+    monkeypatch.setattr("napari_dip_l0.core.memory.available_memory", lambda: 10 * 1024**2)
     monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *a, **k: pytest.fail("decoded before refusing"))
     for argv in (["smooth", str(path), "-o", str(tmp_path / "o.tif")],
                  ["l0", str(path), "-o", str(tmp_path / "o.tif"), "--lam", "0.1"]):
@@ -308,7 +318,7 @@ def test_interrupted_write_leaves_the_previous_file(tmp_path, monkeypatch):
         fh.write(b"II*\x00half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(files, "_encode", interrupted)
+    monkeypatch.setattr(io_output, "_encode", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_image(out, np.zeros((8, 8), np.uint16))
     assert out.read_bytes() == before

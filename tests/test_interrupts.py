@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_dip_l0.core.imageio import describe, read, write_image
+from napari_dip_l0.core.io import describe, read, write_image
 
 EXE = os.path.join(os.path.dirname(sys.executable), "dip-l0")
 SEED = int(os.environ.get("DIP_L0_SIGNAL_SEED", random.SystemRandom().randrange(2**32)))

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from napari_dip_l0 import l0_smooth
-from napari_dip_l0.core.layout import PlaneReader, check_dtype, check_image, result_dtype
+from napari_dip_l0.core.planes import PlaneReader, result_dtype
+from napari_dip_l0.core.validation import check_dtype, check_image
 
 DTYPES = [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.uint32, np.int64, np.uint64, np.float16, np.float32,
           np.float64, ">f4", ">u2"]

@@ -19,8 +19,8 @@ import tifffile
 from napari_dip_l0 import DipL0Run, dip_l0_deblock, dip_l0_denoise, dip_l0_smooth
 from napari_dip_l0.batch import LEDGER, BatchOptions, find_inputs, plan
 from napari_dip_l0.cli import CLIError, check_display, main
-from napari_dip_l0.core.imageio import write_image
-from napari_dip_l0.core.layout import check_data_range, check_seed
+from napari_dip_l0.core.io import write_image
+from napari_dip_l0.core.validation import check_data_range, check_seed
 
 IMAGE = np.random.default_rng(0).random((24, 24))
 

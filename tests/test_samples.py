@@ -8,7 +8,7 @@ import yaml
 
 from napari_dip_l0 import _sample_data
 from napari_dip_l0.cli import SAMPLE_KEYS
-from napari_dip_l0.core.imageio import describe, read_image
+from napari_dip_l0.core.io import describe, read_image
 from napari_dip_l0.data import camera_frame
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_dip_l0 import DipL0Run
-from napari_dip_l0.core.layout import PlaneReader
 from napari_dip_l0.core.noise import noise_model
+from napari_dip_l0.core.planes import PlaneReader
 from napari_dip_l0.core.presets import PRESETS
 from napari_dip_l0.core.stabilise import Stabiliser, fit_noise_model
 

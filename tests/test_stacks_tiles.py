@@ -6,8 +6,9 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio as psnr
 
 from napari_dip_l0 import DipL0Run, iter_dip_l0
+from napari_dip_l0.core.memory import estimate_memory
 from napari_dip_l0.core.presets import PRESETS
-from napari_dip_l0.core.tiling import blend_weights, estimate_memory, tile_grid
+from napari_dip_l0.core.tiling import blend_weights, tile_grid
 
 
 def _final(snapshots):

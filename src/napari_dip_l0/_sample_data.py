@@ -37,7 +37,7 @@ def nuclei_camera():
     so every opening shows the same frame). The noise-free frame, on the
     same ADU scale, comes first, hidden, to compare a result with.
     """
-    from .core.imageio import read_image
+    from .core.io import read_image
 
     clean = read_image(NUCLEI).astype(np.float64)
     lo, hi = np.percentile(clean, [0.1, 99.9])
@@ -55,7 +55,7 @@ def nuclei_camera():
 
 def histology_jpeg():
     """Immunohistochemistry saved at JPEG quality 15, opened from its file (JPEG deblocking)."""
-    from .core.imageio import read_image
+    from .core.io import read_image
 
     return [(read_image(HISTOLOGY_JPEG), {"name": "histology, JPEG quality 15", "rgb": True,
                                           "metadata": {MODE_KEY: "deblock", JPEG_FILE_KEY: str(HISTOLOGY_JPEG)}})]

@@ -21,9 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.imageio import (SUPPORTED, check_output, check_run_memory, colour_shape, describe, first_line, join_alpha,
-                           output_dtype, read, split_alpha, temp_prefix, write_image)
-from .core.layout import Layout, PlaneReader, assemble, n_planes
+from .core.io import (
+    SUPPORTED,
+    check_output,
+    colour_shape,
+    describe,
+    join_alpha,
+    output_dtype,
+    read,
+    split_alpha,
+    temp_prefix,
+    write_image,
+)
+from .core.memory import check_run_memory
+from .core.planes import Layout, PlaneReader, assemble, n_planes
+from .core.validation import first_line
 
 __all__ = ["BatchOptions", "Task", "Summary", "find_inputs", "plan", "run_batch", "local_cluster_size"]
 
@@ -53,7 +65,7 @@ class BatchOptions:
         set up on a small image), except whether ``device`` is usable: that
         depends on the worker (:func:`run_batch` checks it for a local cluster).
         """
-        from .core.layout import resolve_device
+        from .core.device import resolve_device
         from .core.run import DipL0Run
 
         axis = self.channel_axis
@@ -315,7 +327,7 @@ def local_cluster_size(workers: int | None) -> tuple[int, int]:
     did 1.6x the planes per minute of 1 worker x 2 threads), as many as fit
     at about 2 GiB each.
     """
-    from .core.tiling import available_memory
+    from .core.memory import available_memory
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers is None:
@@ -363,7 +375,7 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
     t0 = time.perf_counter()
     cluster = None
     if scheduler is None:  # a local cluster computes here: its device must be usable here
-        from .core.layout import resolve_device
+        from .core.device import resolve_device
 
         resolve_device(options.device)
         cluster, fixed = _local_cluster(workers)

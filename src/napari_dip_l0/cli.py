@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from .core.imageio import FileInfo
+    from .core.io import FileInfo
 
 # numpy, torch and the core are imported inside the functions, after main() has taken over Ctrl-C, so an
 # interrupt while they load is noted like any other instead of ending in a KeyboardInterrupt traceback.
@@ -85,7 +85,7 @@ def _source(text: str):
 
 
 def _seed(text: str) -> int:
-    from .core.layout import check_seed
+    from .core.validation import check_seed
 
     value = _nonneg_int(text)
     try:
@@ -163,7 +163,7 @@ def _add_batch(sub) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .core.imageio import SUPPORTED
+    from .core.io import SUPPORTED
     from .core.l0 import L0_SOLVERS
     from .core.presets import FILE_PRESETS, PRESETS
 
@@ -291,11 +291,12 @@ def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileIn
     """Everything that can be refused, from the input's header and before any pixel is decoded.
 
     The input's description and channel axis, and the dtype to write
-    (:func:`.core.imageio.output_dtype`); the output's type, folder and
+    (:func:`.core.io.output_dtype`); the output's type, folder and
     name (never an input, nor a ``--save-every`` name that is one); the
     memory of the decode and the run.
     """
-    from .core.imageio import check_output, check_run_memory, describe, output_dtype
+    from .core.io import check_output, describe, output_dtype
+    from .core.memory import check_run_memory
 
     info = describe(args.input)
     axis = info.channel_axis(args.channel_axis)
@@ -341,7 +342,7 @@ def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_sna
 
 
 def _cmd_dip(args, interrupts: Interrupts) -> int:
-    from .core.imageio import join_alpha, read, snapshot_path, split_alpha, write_image
+    from .core.io import join_alpha, read, snapshot_path, split_alpha, write_image
     from .core.io.ngff import is_zarr
 
     if is_zarr(args.input) or is_zarr(args.output):
@@ -481,8 +482,8 @@ def _jpeg_note(path: Path, why_not: str) -> None:
 
 def _cmd_batch(args, interrupts: Interrupts) -> int:
     from .batch import BatchOptions, find_inputs, plan, run_batch
-    from .core.imageio import check_output
-    from .core.layout import resolve_device
+    from .core.device import resolve_device
+    from .core.io import check_output
 
     if args.scheduler is not None and args.workers is not None:
         raise CLIError("--workers sets up a local cluster; with --scheduler the cluster's own workers are used")
@@ -562,7 +563,7 @@ def _in_thread(work, interrupts: Interrupts):
 
 def _cmd_l0(args, interrupts: Interrupts) -> int:
     from .core.api import l0_smooth
-    from .core.imageio import join_alpha, read, split_alpha, write_image
+    from .core.io import join_alpha, read, split_alpha, write_image
 
     info, axis, _ = _prepare(args, mode=None)
     image = read(info)
@@ -584,7 +585,7 @@ def _cmd_demo(args, interrupts: Interrupts) -> int:
     from skimage.util import img_as_ubyte
 
     from .core.api import l0_smooth
-    from .core.imageio import write_image
+    from .core.io import write_image
     from .core.presets import PRESETS
     from .data import cartoon_example
 
@@ -693,7 +694,7 @@ def _report(command) -> int:
         print(f"dip-l0: {exc}", file=sys.stderr)
         return 130
     except (CLIError, ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
-        from .core.imageio import first_line
+        from .core.validation import first_line
 
         print(f"dip-l0: error: {first_line(exc)}", file=sys.stderr)
         return 2

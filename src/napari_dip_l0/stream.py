@@ -55,7 +55,7 @@ class StackSettings:
 
 
 def _preset(options: BatchOptions):
-    from .core.layout import check_lam
+    from .core.validation import check_lam
     from .core.presets import get_preset
 
     preset = get_preset(options.mode)
@@ -70,8 +70,8 @@ def _preset(options: BatchOptions):
 
 
 def result_dtype_for(image: ZarrImage, options: BatchOptions) -> np.dtype:
-    """The dtype a run of ``options.mode`` gives ``image`` (:func:`.core.layout.result_dtype`)."""
-    from .core.layout import result_dtype
+    """The dtype a run of ``options.mode`` gives ``image`` (:func:`.core.planes.result_dtype`)."""
+    from .core.planes import result_dtype
 
     return result_dtype(image.dtype, _preset(options).float_result)
 
@@ -83,7 +83,8 @@ def measure(image: ZarrImage, options: BatchOptions) -> StackSettings:
     finite), then a few evenly spaced planes for the robust range, the noise
     model ('denoise') and, with ``lam='auto'``, λ. Nothing else is read.
     """
-    from .core.layout import PlaneReader, check_image
+    from .core.planes import PlaneReader
+    from .core.validation import check_image
     from .core.run import choose_lam, stabilise
 
     if options.mode == "deblock":
@@ -291,7 +292,7 @@ def _chain_task(source: str, level: int, axes: str | None, out: str, settings: S
             n = run_chain(image, settings, planes, writer.write_plane) if planes else 0
         return {"status": "done", "message": "", "planes": n, "seconds": time.perf_counter() - t0}
     except Exception as exc:  # reported, not raised: the other chains go on
-        from .core.imageio import first_line
+        from .core.validation import first_line
 
         return {"status": "failed", "message": first_line(exc), "planes": 0, "seconds": time.perf_counter() - t0}
 
@@ -323,7 +324,7 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
     work = chains(missing, chain, row)
     cluster = None
     if scheduler is None:
-        from .core.layout import resolve_device
+        from .core.device import resolve_device
 
         resolve_device(settings.device)
         cluster, fixed = _local_cluster(workers)
@@ -345,7 +346,7 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
                 try:
                     result = fut.result()
                 except Exception as exc:  # a worker died (killed, out of memory)
-                    from .core.imageio import first_line
+                    from .core.validation import first_line
 
                     result = {"status": "failed", "message": f"worker lost: {first_line(exc)}"}
                 if result["status"] == "failed":

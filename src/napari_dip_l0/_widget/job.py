@@ -85,7 +85,7 @@ def source_file(layer) -> str | None:
 
 def opened_from_jpeg(layer) -> bool:
     """Whether ``layer`` was opened from a JPEG file (its source file has a JPEG suffix)."""
-    from ..core.imageio import JPEG
+    from ..core.io import JPEG
 
     path = source_file(layer)
     return bool(path) and Path(path).suffix.lower() in JPEG

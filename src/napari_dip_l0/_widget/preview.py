@@ -15,8 +15,7 @@ from superqt.utils import qdebounced
 from ..core.api import l0_preview
 from ..core.jpeg import file_or_pixels
 from ..core.presets import FILE_PRESETS, PRESETS
-from .job import CURRENT, MODES, display_dtype, jpeg_file, l0_provenance, layer_array, result_kwargs, select, \
-    solver_arg
+from .job import CURRENT, MODES, display_dtype, jpeg_file, l0_provenance, layer_array, result_kwargs, select, solver_arg
 from .worker import GC_HOLD
 
 # The ℓ0 preview follows λ this long (ms) after the last change.

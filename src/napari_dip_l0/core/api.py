@@ -9,9 +9,10 @@ import numpy as np
 
 from .jpeg import JpegConstraint, check_constraint, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, parallel_fusion, region_fusion
-from .layout import PlaneReader, check_dtype, check_image, check_lam, result_dtype
+from .planes import PlaneReader, result_dtype
 from .presets import get_preset
 from .run import DipL0Run, choose_lam, stabilise
+from .validation import check_dtype, check_image, check_lam
 
 __all__ = ["l0_smooth", "l0_preview", "dip_l0_smooth", "dip_l0_denoise", "dip_l0_deblock"]
 
@@ -37,7 +38,7 @@ def l0_smooth(image, lam: float, *, method: str = "parallel_fusion", channel_axi
         Axis of channels, smoothed jointly.
     robust : bool
         Measure ``lam`` on the robust intensity scale (hot and dead pixels
-        left out, :func:`.layout.robust_range`), as the 'denoise' mode does.
+        left out, :func:`.defects.robust_range`), as the 'denoise' mode does.
 
     Returns
     -------
@@ -201,14 +202,14 @@ def dip_l0_denoise(
 
     For photon-limited data such as fluorescence: the network fits the image
     itself (not a correction of an ℓ0 solution), the intensity scale leaves
-    out hot and dead pixels (:func:`.layout.robust_range`), and with
+    out hot and dead pixels (:func:`.defects.robust_range`), and with
     ``lam='auto'`` λ follows the noise level the image shows
     (:func:`.noise.noise_sigma`), so the same call suits 5 and 500 photons.
     Noise that grows with the signal (shot noise) is fitted as ``a x + b``
     and evened out by the generalised Anscombe transform before the fit,
     and the result mapped back (:mod:`.stabilise`), so bright objects and
     dark background get the same smoothing. Hot and dead pixels are left
-    out of the fit and denoised like the rest (:func:`.layout.fill_defects`). Each plane stops by itself once the
+    out of the fit and denoised like the rest (:func:`.defects.fill_defects`). Each plane stops by itself once the
     network starts to fit the noise (the preset's stopping rule, see
     ``Preset.patience``), so ``iterations`` is a cap rather than a count.
     It needs more iterations than :func:`dip_l0_smooth`
@@ -336,12 +337,12 @@ def dip_l0_deblock(
 
 def _read_jpeg_pixels(path) -> tuple[np.ndarray, int | None, Path]:
     """A JPEG file's decoded pixels and their channel axis; ``ValueError`` for any other file."""
-    from .imageio import JPEG, describe, read
+    from .io import JPEG, describe, read
 
     path = Path(path)
     if path.suffix.lower() not in JPEG:
         raise ValueError(f"dip_l0_deblock reads JPEG files (.jpg, .jpeg) only, got {path}; pass other images "
-                         f"as arrays (napari_dip_l0.core.imageio.read_image reads TIFF and PNG)")
+                         f"as arrays (napari_dip_l0.core.io.read_image reads TIFF and PNG)")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     info = describe(path)

@@ -293,7 +293,7 @@ def file_or_pixels(build: Callable[..., T], path: str | os.PathLike | None) -> t
         try:
             return build(jpeg=read_jpeg_constraint(path)), ""
         except (ValueError, ImportError, MemoryError) as exc:
-            from .imageio import first_line
+            from .validation import first_line
 
             why_not = first_line(exc)
         return build(), why_not
@@ -336,7 +336,7 @@ def same_pixels(path: str | os.PathLike, pixels: np.ndarray) -> str:
     Only then do the file's coefficients describe them: an edited, cropped or
     converted image must be deblocked from its pixels alone.
     """
-    from .imageio import JPEG, read_image
+    from .io import JPEG, read_image
 
     path = Path(path)
     if path.suffix.lower() not in JPEG:

@@ -20,12 +20,12 @@ def noise_sigma(reader, max_planes: int = 4, max_side: int = 1024) -> float:
     Parameters
     ----------
     reader : PlaneReader
-        The image as normalised planes (see :class:`.layout.PlaneReader`).
+        The image as normalised planes (see :class:`.planes.PlaneReader`).
 
     Examples
     --------
     >>> import numpy as np
-    >>> from napari_dip_l0.core.layout import PlaneReader
+    >>> from napari_dip_l0.core.planes import PlaneReader
     >>> noisy = 0.5 + 0.05 * np.random.default_rng(0).standard_normal((256, 256))
     >>> reader = PlaneReader(noisy, None, data_range=(0, 1))
     >>> round(noise_sigma(reader), 2)
@@ -48,7 +48,7 @@ def noise_model(reader, max_planes: int = 4, max_side: int = 1024) -> tuple[floa
     Examples
     --------
     >>> import numpy as np
-    >>> from napari_dip_l0.core.layout import PlaneReader
+    >>> from napari_dip_l0.core.planes import PlaneReader
     >>> clean = np.tile(np.linspace(0.05, 1, 256), (256, 1))
     >>> counts = np.random.default_rng(0).poisson(clean * 50).astype(np.uint16)
     >>> a, b = noise_model(PlaneReader(counts, None, data_range=(0, 100)))

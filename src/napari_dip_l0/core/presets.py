@@ -93,13 +93,13 @@ class Preset:
     float_result : bool
         Give integer images (uint8, uint16, ...) a floating-point result on
         the same intensity scale (float32 up to 16 bits, float64 beyond;
-        :func:`.layout.result_dtype`) instead of rounding it to the input's
+        :func:`.planes.result_dtype`) instead of rounding it to the input's
         levels. A denoised value lies between a camera's levels: at 5
         photons, where the signal spans 10 ADU, rounding raised the squared
         error by a third (1.2 dB, ``benchmarks/microscopy.py``). Float input
         keeps its dtype either way.
     robust : bool
-        Map the image's robust range (:func:`.layout.robust_range`: hot and
+        Map the image's robust range (:func:`.defects.robust_range`: hot and
         dead pixels left out) to [0, 1] instead of its minimum and maximum.
     patience : int
         With ``patience > 0`` the run stops itself when the fit starts to

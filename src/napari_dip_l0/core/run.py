@@ -9,22 +9,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property, partial
 
 import numpy as np
 
 from .admm import AdmmFit, to_numpy
-from .layout import (PlaneReader, check_bool, check_data_range, check_dtype, check_image, check_lam,
-                     check_positive_int, check_seed, resolve_device, result_dtype)
+from .device import resolve_device
+from .memory import check_memory
 from .noise import noise_model, noise_sigma
+from .planes import PlaneReader, result_dtype
 from .presets import Preset, get_preset
 from .stabilise import Stabiliser
-from .tiling import Mosaic, check_memory, check_tiling, tile_grid
+from .tiling import Mosaic, check_tiling, tile_grid
+from .validation import (
+    check_bool,
+    check_data_range,
+    check_dtype,
+    check_image,
+    check_lam,
+    check_positive_int,
+    check_seed,
+)
 
 __all__ = ["DipL0Run", "Snapshot", "iter_dip_l0", "choose_lam", "jpeg_box", "stabilise"]
 
 
+@dataclass(eq=False, repr=False)
 class Snapshot:
     """One step of a DIP-ℓ0 run.
 
@@ -61,21 +72,18 @@ class Snapshot:
         cost nothing (not even a copy from the GPU).
     """
 
-    def __init__(self, iteration: int, total: int, plane: int, planes: int, losses: dict, seconds: float,
-                 render: Callable[[], np.ndarray], preset: Preset, tile: int = 0, tiles: int = 1,
-                 kept: int | None = None, noise_model: tuple[float, float] | None = None):
-        self.iteration = iteration
-        self.kept = kept
-        self.noise_model = noise_model
-        self.total = total
-        self.plane = plane
-        self.planes = planes
-        self.tile = tile
-        self.tiles = tiles
-        self.losses = losses
-        self.seconds = seconds
-        self.preset = preset
-        self._render = render
+    iteration: int
+    total: int
+    plane: int
+    planes: int
+    losses: dict
+    seconds: float
+    _render: Callable[[], np.ndarray]
+    preset: Preset
+    tile: int = 0
+    tiles: int = 1
+    kept: int | None = None
+    noise_model: tuple[float, float] | None = None
 
     @cached_property
     def image(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tiles with overlap, seamless blending weights, and a memory estimate.
+"""Tiles with overlap and seamless blending weights.
 
 A large plane is fitted tile by tile, each tile a full DIP-ℓ0 run, so the
 network's memory depends on the tile size and not on the image. Tiles overlap
@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 
 import numpy as np
 
-from .network import padded_size
-from .presets import Preset
-
-__all__ = ["DEFAULT_TILE_SIZE", "DEFAULT_OVERLAP", "check_tiling", "tile_grid", "blend_weights", "Mosaic",
-           "estimate_memory", "check_memory", "available_memory", "format_bytes"]
+__all__ = ["DEFAULT_TILE_SIZE", "DEFAULT_OVERLAP", "check_tiling", "tile_grid", "blend_weights", "Mosaic"]
 
 #: Planes with a side above this are tiled unless told otherwise; 1024² RGB
 #: peaks near 2.3 GiB at width 16 (benchmarks/speed.py --scaling).
@@ -50,7 +45,7 @@ def check_tiling(tile_size=None, overlap=None) -> tuple[int, int]:
     return int(tile_size), int(overlap)
 
 
-def _axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+def axis_tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     """Equal tiles of side <= ``tile`` covering ``length``, neighbours sharing >= ``overlap`` pixels."""
     if length <= tile:
         return [(0, length)]
@@ -64,8 +59,8 @@ def tile_grid(height: int, width: int, tile_size: int, overlap: int) -> list[tup
     """Windows (rows, cols) of equal-sized tiles covering a ``height`` x ``width`` plane."""
     return [
         (slice(y0, y1), slice(x0, x1))
-        for y0, y1 in _axis_tiles(height, tile_size, overlap)
-        for x0, x1 in _axis_tiles(width, tile_size, overlap)
+        for y0, y1 in axis_tiles(height, tile_size, overlap)
+        for x0, x1 in axis_tiles(width, tile_size, overlap)
     ]
 
 
@@ -131,79 +126,3 @@ class Mosaic:
     def result(self) -> np.ndarray:
         """The blended plane, once every tile is added."""
         return self.preview(len(self.windows) - 1, self.finals[-1])
-
-
-# Peak bytes per pixel of the network's padded input for one fit, measured with
-# ru_maxrss on CPU float32 (network activations and gradients, Adam, ADMM
-# tensors, Region Fusion): at 1024², 1.64-1.82 kB at width 16 and 2.35-2.58 kB
-# at width 32 (1 and 3 channels), plus fixed costs that dominate small tiles.
-_BYTES_PER_PIXEL = 1100.0
-_BYTES_PER_PIXEL_PER_WIDTH = 48.0
-_FIXED = 150 * 1024**2
-
-
-def estimate_memory(shape: tuple[int, ...], channel_axis: int | None, itemsize: int, preset: Preset,
-                    tile_size: int, overlap: int) -> int:
-    """Bytes a run needs beyond the Python process itself (an estimate, for refusing early).
-
-    The output buffer (input-sized), the float working copies of one plane,
-    and one tile's network fit.
-    """
-    dims = [s for ax, s in enumerate(shape) if ax != channel_axis]
-    h, w = dims[-2], dims[-1]
-    c = shape[channel_axis] if channel_axis is not None else 1
-    n = int(np.prod(dims[:-2], dtype=np.int64))
-    ty = _axis_tiles(h, tile_size, overlap)[0]
-    tx = _axis_tiles(w, tile_size, overlap)[0]
-    tile_px = padded_size(ty[1] - ty[0], preset.depth) * padded_size(tx[1] - tx[0], preset.depth)
-    fit = _FIXED + tile_px * (_BYTES_PER_PIXEL + _BYTES_PER_PIXEL_PER_WIDTH * preset.width)
-    output = n * h * w * c * itemsize
-    # normalised plane, blend accumulator and weights, and a float64 render of a snapshot
-    plane = h * w * (c * (4 + 4 + 8) + 4)
-    if n > 1:  # warm starts keep each tile position's ADMM dual (float32, overlaps counted twice)
-        plane += 2 * h * w * c * 4
-    return int(fit + output + plane)
-
-
-def available_memory() -> int | None:
-    """Physical memory available now, in bytes (None where the system does not say)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def format_bytes(n: float) -> str:
-    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
-
-
-def check_memory(shape, channel_axis, dtype, preset: Preset, tile_size: int, overlap: int,
-                 max_memory: int | None = None) -> int:
-    """Refuse, with a ``MemoryError`` saying what would not fit, a run whose estimate exceeds the budget.
-
-    ``max_memory`` (bytes) defaults to what the system reports as available.
-    Returns the estimate in bytes.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    need = estimate_memory(shape, channel_axis, itemsize, preset, tile_size, overlap)
-    if max_memory is None:
-        budget, what = available_memory(), "available"
-    else:
-        if isinstance(max_memory, bool) or not isinstance(max_memory, numbers.Real) or not max_memory > 0:
-            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
-        budget, what = int(max_memory), "allowed (max_memory)"
-    if budget is not None and need > budget:
-        fit = estimate_memory(shape, channel_axis, itemsize, preset, 256, min(overlap, 64))
-        hint = f"; tiles of 256 pixels would need about {format_bytes(fit)}" if fit < need else ""
-        raise MemoryError(
-            f"DIP-ℓ0 on an image of shape {tuple(shape)} with tiles of at most {tile_size} pixels needs about "
-            f"{format_bytes(need)} but only {format_bytes(budget)} is {what}{hint}"
-        )
-    return need

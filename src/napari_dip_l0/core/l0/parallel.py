@@ -43,6 +43,8 @@ from .rules import strip_plan
 __all__ = ["parallel_fusion"]
 
 
+# Past 80 lines by its docstring alone, which describes the algorithm once for both forms (numba and
+# torch); the code is about 40 lines.
 def parallel_fusion(
     image: torch.Tensor | np.ndarray,
     lam: float,

@@ -1,176 +1,21 @@
-"""Validation of what callers pass, and the round trip to normalised float planes.
+"""The round trip between a caller's array and normalised float planes.
 
 Every array enters the solvers as float32 planes of shape ``(H, W, C)`` on the
 [0, 1] scale (one plane per index of the leading axes, ``C`` = channels or 1),
 read one at a time by :class:`PlaneReader`, and leaves in the caller's dtype
-(or a float one, :func:`result_dtype`), value range and axis order. Every
-``check_*`` function raises ``TypeError`` or ``ValueError`` naming the
-problem, so front ends report it before any work.
+(or a float one, :func:`result_dtype`), value range and axis order.
 """
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "Layout", "PlaneReader", "assemble", "robust_range", "fill_defects", "check_image", "check_data_range",
-    "check_lam", "check_positive_int", "check_seed", "check_bool", "check_dtype", "result_dtype", "resolve_device",
-    "is_lazy", "n_planes",
-]
+from .defects import fill_defects, robust_range
+from .validation import as_bounds, is_lazy
 
-
-def is_lazy(arr) -> bool:
-    """A dask array (or anything like it): read it piece by piece, never whole."""
-    return hasattr(arr, "chunks") and callable(getattr(arr, "compute", None))
-
-
-# ----- checks -------------------------------------------------------------
-
-def check_image(image, channel_axis: int | None = None) -> tuple[np.ndarray, int | None]:
-    """Validate an image and its channel axis.
-
-    Returns the image as an ndarray (no copy where possible; a dask array is
-    kept lazy) and the channel axis as a non-negative int or None. Finite
-    values are checked here for in-memory arrays and by :class:`PlaneReader`
-    (in the same pass as the range) for lazy ones.
-    """
-    if isinstance(image, (str, bytes)):
-        raise TypeError("image must be an array of numbers, got a string")
-    arr = image if is_lazy(image) else np.asarray(image)
-    kind = arr.dtype.kind
-    if kind == "b":
-        raise TypeError("image has boolean dtype; convert it to an integer or float type first")
-    if kind == "c":
-        raise TypeError("image has complex dtype; pass the real part or the magnitude")
-    if kind not in "iuf":
-        raise TypeError(f"image must hold real numbers, got dtype {arr.dtype}")
-    if arr.size == 0:
-        raise ValueError(f"image is empty (shape {arr.shape})")
-    if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
-            raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
-        if not -arr.ndim <= channel_axis < arr.ndim:
-            raise ValueError(f"channel_axis {channel_axis} is out of range for an image with {arr.ndim} axes")
-        channel_axis = int(channel_axis) % arr.ndim
-    spatial = arr.ndim - (channel_axis is not None)
-    if spatial < 2:
-        raise ValueError(
-            f"image needs two spatial axes (Y, X), got shape {arr.shape}"
-            + (f" with channel_axis={channel_axis}" if channel_axis is not None else "")
-        )
-    sides = [s for ax, s in enumerate(arr.shape) if ax != channel_axis][-2:]
-    if min(sides) < 2:
-        raise ValueError(f"image's spatial sides must be at least 2 pixels, got {tuple(sides)}")
-    if kind == "f" and not is_lazy(arr) and not bool(np.isfinite(arr).all()):
-        raise ValueError("image contains NaN or infinite values")
-    return arr, channel_axis
-
-
-def check_lam(lam) -> float:
-    """Validate the ℓ0 weight: a finite number >= 0."""
-    if isinstance(lam, str):
-        raise TypeError(f"lam must be a number (or 'auto' where a run chooses it), got {lam!r}")
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-        raise TypeError(f"lam must be a number, got {lam!r}")
-    lam = float(lam)
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
-    return lam
-
-
-def check_positive_int(value, name: str) -> int:
-    """Validate a count such as ``iterations``: an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-SEED_MAX = 2**64 - 1  # torch's generators take seeds up to this (numpy's take any)
-
-
-def check_seed(seed) -> int:
-    """Validate a random seed: an int from 0 to ``2**64 - 1``, the range torch's generators take."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if not 0 <= seed <= SEED_MAX:
-        raise ValueError(f"seed must be an int from 0 to 2**64 - 1, got {seed}")
-    return int(seed)
-
-
-def check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_dtype(dtype, image_dtype=None) -> np.dtype | None:
-    """``None``, or ``dtype`` as a numpy dtype of real numbers (``TypeError`` otherwise).
-
-    With ``image_dtype``, the dtype of a result for an image of that dtype: a
-    floating-point type or the image's own (``TypeError`` for another).
-    """
-    if dtype is None:
-        return None
-    try:
-        found = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be a numpy dtype of real numbers, such as 'float32' or 'uint16'; "
-                        f"got {dtype!r}") from None
-    if found.kind not in "iuf":
-        raise TypeError(f"dtype must hold real numbers (an integer or float type), got {found}")
-    found = found.newbyteorder("=")
-    if image_dtype is not None and found.kind != "f" and found != np.dtype(image_dtype).newbyteorder("="):
-        raise TypeError(f"dtype must be the image's ({np.dtype(image_dtype)}) or a floating-point type, got {found}")
-    return found
-
-
-def check_data_range(data_range) -> tuple[float, float] | None:
-    """Validate an explicit (low, high) intensity range: finite, low < high."""
-    if data_range is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in data_range)
-    except (TypeError, ValueError):
-        raise TypeError(f"data_range must be a pair of numbers (low, high), got {data_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"data_range must be finite with low < high, got {data_range!r}")
-    if not np.isfinite(hi - lo):  # the span every value is divided by: an infinite one maps all to 0
-        raise ValueError(f"data_range spans more than the largest float (high - low overflows), got {data_range!r}")
-    return lo, hi
-
-
-def resolve_device(device="auto"):
-    """'auto' picks CUDA, then MPS, then the CPU; other names must be usable here. Returns a torch.device."""
-    import torch
-
-    if isinstance(device, torch.device):
-        name = str(device)
-    elif isinstance(device, str):
-        name = device.strip().lower()
-    else:
-        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = mps is not None and mps.is_available()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if mps_ok else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    if dev.type == "mps" and not mps_ok:
-        raise ValueError(f"device {device!r} requested but MPS is not available here")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return dev
+__all__ = ["Layout", "PlaneReader", "assemble", "n_planes", "result_dtype"]
 
 
 def n_planes(shape: tuple[int, ...], channel_axis: int | None) -> int:
@@ -179,8 +24,6 @@ def n_planes(shape: tuple[int, ...], channel_axis: int | None) -> int:
     dims = [s for ax, s in enumerate(shape) if ax != axis]
     return int(np.prod(dims[:-2], dtype=np.int64))
 
-
-# ----- normalisation ------------------------------------------------------
 
 # Largest float64 below 2**64: the most steps a uint64 can take from a float.
 _BELOW_2_64 = float(np.nextafter(2.0**64, 0))
@@ -229,7 +72,7 @@ class Layout:
         # uint64 arithmetic, exact for any int64/uint64 values.
         return self.dtype.kind in "iu" and isinstance(self.lo, int) and isinstance(self.hi, int)
 
-    def _clip_bounds(self) -> tuple:
+    def _clipas_bounds(self) -> tuple:
         """The result's bounds: the range, within what the dtype can hold."""
         info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else np.finfo(self.dtype)
         lo, hi = max(self.lo, info.min), min(self.hi, info.max)
@@ -246,7 +89,7 @@ class Layout:
         if self.scale is not None:
             return (self._offset(raw) / self._span).astype(np.float32)
         if self._exact:
-            lo, hi = self._clip_bounds()
+            lo, hi = self._clipas_bounds()
             steps = np.clip(raw, lo, hi).astype(np.uint64) - np.uint64(self.lo % 2**64)
             x = steps.astype(np.float64) / float(self.hi - self.lo)
         else:
@@ -262,7 +105,7 @@ class Layout:
         if self.scale is not None:
             return self._from_scale(np.asarray(values, np.float64))
         v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
-        lo, hi = self._clip_bounds()
+        lo, hi = self._clipas_bounds()
         if self._exact:
             steps = np.minimum(np.rint(v * float(self.hi - self.lo)), _BELOW_2_64).astype(np.uint64)
             steps[v >= 1.0] = self.hi - self.lo  # the top level exactly, which float64 may not hold
@@ -280,7 +123,7 @@ class Layout:
         if self.scale is None:
             v = np.clip(v, 0.0, 1.0)
         x = float(a) + v * float(b - a)  # Python ints: b - a is exact for any 64-bit levels
-        np.clip(x, *self._clip_bounds(), out=x)
+        np.clip(x, *self._clipas_bounds(), out=x)
         return x.astype(self.result_dtype)
 
     # ----- a scale inside the bounds: offsets from its low end, in float64 ----
@@ -291,14 +134,14 @@ class Layout:
 
     def _offset(self, raw: np.ndarray) -> np.ndarray:
         """``raw - scale[0]`` in float64 (halved for floats, as ``_span`` is), clipped to the bounds first."""
-        lo, hi = self._clip_bounds()
+        lo, hi = self._clipas_bounds()
         if self._exact:
             steps = np.clip(raw, lo, hi).astype(np.uint64) - np.uint64(self.lo % 2**64)
             return steps.astype(np.float64) - float(self.scale[0] - self.lo)
         return np.clip(raw.astype(np.float64), lo, hi) * 0.5 - float(self.scale[0]) * 0.5
 
     def _from_scale(self, v: np.ndarray) -> np.ndarray:
-        lo, hi = self._clip_bounds()
+        lo, hi = self._clipas_bounds()
         if self._exact:
             steps = np.clip(np.rint(v * self._span + float(self.scale[0] - self.lo)), 0.0, _BELOW_2_64)
             steps = np.minimum(steps.astype(np.uint64), np.uint64(self.hi - self.lo))
@@ -309,86 +152,6 @@ class Layout:
             x = np.rint(x)
         np.clip(x, lo, hi, out=x)
         return x.astype(self.result_dtype)
-
-
-def robust_range(image, channel_axis: int | None = None, max_planes: int = 8) -> tuple[float, float]:
-    """The image's range with isolated outliers (hot or dead pixels) left out.
-
-    The minimum and maximum of the image after a 3×3 median filter over its
-    two spatial axes, channel by channel, on at most ``max_planes`` evenly
-    spaced planes: a few hot pixels do not set the scale, while lines two or
-    more pixels wide and blobs of 3×3 or more do. Returns the image's own minimum and maximum
-    where that would be an empty range.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.tile(np.arange(100, 140, dtype=np.uint16), (40, 1))
-    >>> img[5, 5] = 4095                      # a hot pixel
-    >>> robust_range(img)
-    (100, 139)
-    """
-    from scipy.ndimage import median_filter
-
-    arr, channel_axis = check_image(image, channel_axis)
-    work = np.moveaxis(arr, channel_axis, -1) if channel_axis is not None else arr[..., None]
-    lead = work.shape[:-3]
-    n = int(np.prod(lead, dtype=np.int64))
-    picks = np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(np.int64))
-    lo = hi = None
-    for p in picks:
-        plane = work[tuple(int(i) for i in np.unravel_index(p, lead))] if lead else work
-        plane = np.asarray(plane.compute() if is_lazy(plane) else plane)
-        native = np.float32 if plane.dtype.kind == "f" and plane.dtype.itemsize < 4 else plane.dtype.newbyteorder("=")
-        med = median_filter(plane.astype(native, copy=False), size=(3, 3, 1), mode="nearest")
-        lo = med.min() if lo is None else min(lo, med.min())
-        hi = med.max() if hi is None else max(hi, med.max())
-    if not hi > lo:
-        lo, hi = (arr.min(), arr.max()) if not is_lazy(arr) else (arr.min().compute(), arr.max().compute())
-    return _bounds(np.dtype(arr.dtype), lo, hi)
-
-
-def fill_defects(plane: np.ndarray, margin: float = 1.0) -> np.ndarray:
-    """``plane`` with isolated defects (hot or dead pixels) replaced by their 3×3 median.
-
-    A hot pixel lies more than ``margin`` above 1 (the top of the robust
-    scale of :func:`robust_range`) and more than ``margin`` above the third
-    brightest pixel of its 3×3 neighbourhood (itself included); a dead pixel
-    likewise below 0 and the third darkest. So up to two touching defects are
-    found, while any object of three or more pixels is structure and is kept.
-    One hot pixel then neither drives a fit's squared misfit (it would be
-    thousands of times any other pixel's) nor survives in the result.
-    Returns ``plane`` itself when it has none, else a new array.
-
-    Parameters
-    ----------
-    plane : ndarray
-        Float ``(H, W, C)`` plane on the robust [0, 1] scale.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> plane = np.full((5, 5, 1), 0.5, np.float32)
-    >>> plane[2, 2] = 30.0                    # a hot pixel
-    >>> float(fill_defects(plane)[2, 2, 0])
-    0.5
-    """
-    hot, dead = plane > 1 + margin, plane < -margin
-    if not (hot.any() or dead.any()):
-        return plane
-    from scipy.ndimage import median_filter, rank_filter
-
-    size = (3, 3, 1)
-    if hot.any():
-        hot &= plane - rank_filter(plane, -3, size=size, mode="nearest") > margin
-    if dead.any():
-        dead &= rank_filter(plane, 2, size=size, mode="nearest") - plane > margin
-    bad = hot | dead
-    if not bad.any():
-        return plane
-    out = plane.copy()
-    out[bad] = median_filter(plane, size=size, mode="nearest")[bad]
-    return out
 
 
 def result_dtype(dtype, float_result: bool) -> np.dtype:
@@ -404,13 +167,6 @@ def result_dtype(dtype, float_result: bool) -> np.dtype:
     if not float_result or dtype.kind not in "iu":
         return dtype
     return np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64)
-
-
-def _bounds(dtype: np.dtype, lo, hi) -> tuple:
-    """(lo, hi) as Python ints for integer data with whole-number bounds, else floats."""
-    if dtype.kind in "iu" and float(lo).is_integer() and float(hi).is_integer():
-        return int(lo), int(hi)
-    return float(lo), float(hi)
 
 
 class PlaneReader:
@@ -456,7 +212,7 @@ class PlaneReader:
         else:
             lo, hi = data_range
         dtype = np.dtype(arr.dtype)
-        lo, hi = _bounds(dtype, lo, hi)
+        lo, hi = as_bounds(dtype, lo, hi)
         scale = None
         if robust and data_range is None and hi > lo:
             scale = robust_range(arr, channel_axis)
