@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -360,3 +361,23 @@ def test_output_opens_in_napari_with_its_axes_and_scale(make_napari_viewer, tmp_
     assert tuple(layer.scale) == (2.0, 0.5, 0.5)
     assert viewer.dims.axis_labels == ("z", "y", "x")
     assert isinstance(layer.data, da.Array) or isinstance(layer.data[0], da.Array)  # lazy, not loaded
+
+
+def test_stopped_chains_end_within_an_iteration_and_keep_their_planes(cluster, tmp_path):
+    from napari_dip_l0.stream import run_chains, todo
+
+    stack = np.tile(_stack((8, 24, 20)), (1, 3, 3))  # planes long enough (a second or so) to stop mid-run
+    img = open_image(_ome(tmp_path / "in.ome.zarr", stack, "zyx", scale_factors=[]))
+    options = BatchOptions(mode="smooth", iterations=300, l0_solver="fft")
+    writer = open_output(img, tmp_path / "out.ome.zarr", options, chain=4)
+    settings = measure(img, options)
+    for done, summary in run_chains(img, writer, settings, chain=4, scheduler=cluster.scheduler_address,
+                                    threads_per_task=1, stop=lambda: len(writer.done()) >= 1, poll=0.2):
+        pass
+    assert summary.interrupted and not summary.complete
+    kept = writer.done()
+    assert 1 <= len(kept) < 8 and summary.found + summary.written == len(kept)
+    time.sleep(2)
+    assert writer.done() == kept  # nothing still running on the workers after the return
+    missing, found = todo(open_output(img, tmp_path / "out.ome.zarr", options, chain=4), img)  # what a rerun does
+    assert found == len(kept) and len(missing) == 8 - len(kept)

@@ -272,9 +272,25 @@ def stream(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings, cha
     return summary
 
 
+def _halted(name: str, every: float = 1.0) -> Callable[[], bool]:
+    """Whether the client has set the dask ``Event`` ``name`` (asked at most every ``every`` seconds)."""
+    from distributed import Event
+
+    event, state = Event(name), {"at": 0.0, "set": False}
+
+    def halted() -> bool:
+        now = time.monotonic()
+        if not state["set"] and now - state["at"] >= every:
+            state["at"], state["set"] = now, event.is_set()
+        return state["set"]
+
+    return halted
+
+
 def _chain_task(source: str, level: int, axes: str | None, out: str, settings: StackSettings, planes: list[int],
-                plan_: dict, fixed: int | None) -> dict:
-    """One chain on a worker: open the input and the output there, run the planes not yet done, write them."""
+                plan_: dict, fixed: int | None, halt: str) -> dict:
+    """One chain on a worker: open the input and the output there, run the planes not yet done, write them;
+    stop within an iteration once the client sets the event ``halt``."""
     t0 = time.perf_counter()
     try:
         from distributed import get_worker
@@ -289,7 +305,8 @@ def _chain_task(source: str, level: int, axes: str | None, out: str, settings: S
         import dask
 
         with dask.config.set(scheduler="synchronous"):  # a plane's chunks read in this task, not sent as tasks
-            n = run_chain(image, settings, planes, writer.write_plane) if planes else 0
+            halted = _halted(halt)
+            n = run_chain(image, settings, planes, writer.write_plane, halted) if planes and not halted() else 0
         return {"status": "done", "message": "", "planes": n, "seconds": time.perf_counter() - t0}
     except Exception as exc:  # reported, not raised: the other chains go on
         from .core.validation import first_line
@@ -299,7 +316,8 @@ def _chain_task(source: str, level: int, axes: str | None, out: str, settings: S
 
 def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings, *, chain: int = DEFAULT_CHAIN,
                scheduler: str | None = None, workers: int | None = None, threads_per_task: int | None = None,
-               stop: Callable[[], bool] | None = None, poll: float = 1.0) -> Iterator[tuple[int, StreamSummary]]:
+               stop: Callable[[], bool] | None = None, poll: float = 1.0,
+               grace: float = 30.0) -> Iterator[tuple[int, StreamSummary]]:
     """Run the planes ``writer`` lacks as chains on dask.distributed; yields (planes done, summary) as they finish.
 
     A LocalCluster (see :func:`.batch.local_cluster_size`) unless
@@ -307,11 +325,14 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
     the output at the same paths. Workers write their planes straight into
     the output (each plane its own chunks). Progress is read from the
     output's finished-plane flags every ``poll`` seconds. When ``stop()``
-    turns true, the cluster is closed at once: planes finished are kept,
-    the rest are done by a rerun. The output is finished (pyramid, final
-    metadata) when every plane is.
+    turns true, chains not started return at once and running ones stop
+    within an iteration (waited for up to ``grace`` seconds, then the
+    cluster is closed): finished planes are kept, the rest are done by a
+    rerun. The output is finished (pyramid, final metadata) when every plane is.
     """
-    from distributed import Client
+    import uuid
+
+    from distributed import Client, Event, wait
 
     from .batch import _local_cluster, _thread_plan
 
@@ -335,8 +356,9 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
         fixed = threads_per_task
     try:
         plan_ = {} if fixed else _thread_plan(client)
+        halt = Event(f"dip-l0-stop-{uuid.uuid4().hex}", client=client)
         futures = [client.submit(_chain_task, image.source, image.level, image.axes_given, str(writer.path), settings,
-                                 planes, plan_, fixed, pure=False, retries=0) for planes in work]
+                                 planes, plan_, fixed, halt.name, pure=False, retries=0) for planes in work]
         pending = set(futures)
         last = time.monotonic()
         while pending and not stop():
@@ -358,6 +380,12 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
                 summary.seconds = time.perf_counter() - t0
                 yield found + summary.written, summary
         summary.interrupted = stop()
+        if pending:  # stopped: no new chain, and the running ones end their current iteration
+            halt.set()  # (chains not started yet return at once; cancelling would leave running ones to go on)
+            try:
+                wait(list(pending), timeout=grace)
+            except TimeoutError:  # (a chain that does not answer is cut off by the cluster's closing)
+                pass
     finally:
         client.close()
         if cluster is not None:
