@@ -179,11 +179,18 @@ def run_chain(image: ZarrImage, settings: StackSettings, planes: list[int], writ
     return len(written)
 
 
+def _where(source: str) -> str:
+    """A local input by its absolute path (the same command from another folder resumes), a URL as given."""
+    from pathlib import Path
+
+    return source if "://" in source else str(Path(source).resolve())
+
+
 def provenance(image: ZarrImage, options: BatchOptions, chain: int) -> dict:
     """The ``dip_l0`` attributes of an output, as given (a rerun must give the same to resume)."""
     return {"method": "DIP-ℓ0", "mode": options.mode, "lam_given": options.lam, "iterations": options.iterations,
             "l0_solver": options.l0_solver, "seed": options.seed, "warm_start": options.warm_start,
-            "tile_size": options.tile_size, "chain": chain, "source": image.source, "level": image.level,
+            "tile_size": options.tile_size, "chain": chain, "source": _where(image.source), "level": image.level,
             "version": __version__}
 
 
