@@ -79,6 +79,11 @@ def _int_in(minimum: int, maximum: int, why: str = ""):
     return parse
 
 
+def _source(text: str):
+    """An input: a path, or a URL kept as written (a Path would fold its ``//``) for fsspec to open."""
+    return text if "://" in text else Path(text)
+
+
 def _seed(text: str) -> int:
     from .core.validation import check_seed
 
@@ -102,6 +107,19 @@ def _cold_start(p) -> None:
                         "from the previous one's network, with a third of them)")
 
 
+def _stack_args(p) -> None:
+    """Options of an OME-Zarr, Zarr or TIFF stack written to OME-Zarr (docs/large-data.md)."""
+    from .stream import DEFAULT_CHAIN
+
+    p.add_argument("--axes", default=None, metavar="AXES",
+                   help="axes of a plain Zarr array (or of a TIFF's unnamed axes) from t, c, z, y, x, e.g. zyx "
+                        "(OME-Zarr names its own)")
+    p.add_argument("--level", type=_nonneg_int, default=0, help="level of a multiscale input (default 0, the finest)")
+    p.add_argument("--chain", type=_positive_int, default=DEFAULT_CHAIN, metavar="N",
+                   help=f"with an OME-Zarr output: planes per chain, each run warm-started from the previous plane "
+                        f"(default {DEFAULT_CHAIN})")
+
+
 def _add_batch(sub) -> None:
     from .core.l0 import L0_SOLVERS
     from .core.presets import PRESETS
@@ -112,7 +130,9 @@ def _add_batch(sub) -> None:
                     "LocalCluster by default, an existing scheduler with --scheduler. Outputs already in OUTDIR are "
                     "skipped, so rerunning an interrupted batch resumes it. A file that fails is reported and "
                     "skipped. Exit status 0 when every input is done, 1 when some failed.")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
+    p.add_argument("inputs", nargs="+", type=_source, metavar="INPUT",
+                   help="image files, or folders of them; or one OME-Zarr/Zarr/TIFF stack (path or URL) with an "
+                        "OUTDIR ending in .zarr")
     p.add_argument("-o", "--outdir", type=Path, required=True, help="output folder (created if missing)")
     p.add_argument("--mode", choices=sorted(PRESETS), default="smooth",
                    help="preset (default smooth; deblock uses a JPEG input's quantisation tables)")
@@ -137,6 +157,7 @@ def _add_batch(sub) -> None:
                         "allows)")
     p.add_argument("--threads-per-task", type=_int_in(1, MAX_THREADS), default=None,
                    help="torch threads per task (default: a worker host's cores shared among its tasks)")
+    _stack_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -154,7 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def io_args(p):
-        p.add_argument("input", type=Path, help=f"input image ({', '.join(SUPPORTED)})")
+        p.add_argument("input", type=_source, help=f"input image ({', '.join(SUPPORTED)}), or for smooth and denoise an "
+                                                   f"OME-Zarr/Zarr store (path or URL) or TIFF stack with an output "
+                                                   f"ending in .ome.zarr")
         p.add_argument("-o", "--output", type=Path, required=True,
                        help="output image; TIFF keeps the input's dtype (denoise: float32 for integer images, whose "
                             "denoised values lie between their levels; PNG rounds them)")
@@ -190,6 +213,8 @@ def _parser() -> argparse.ArgumentParser:
         _cold_start(p)
         p.add_argument("--save-every", type=_nonneg_int, default=0, metavar="N",
                        help="also write the estimate every N iterations as OUTPUT_iterNNNNN.ext (0: never)")
+        if mode != "deblock":
+            _stack_args(p)
         if mode == "deblock":
             p.add_argument("--pixels-only", action="store_true",
                            help="ignore a JPEG input's quantisation tables and deblock its decoded pixels alone "
@@ -318,6 +343,10 @@ def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_sna
 
 def _cmd_dip(args, interrupts: Interrupts) -> int:
     from .core.io import join_alpha, read, snapshot_path, split_alpha, write_image
+    from .core.io.ngff import is_zarr
+
+    if is_zarr(args.input) or is_zarr(args.output):
+        return _cmd_stream(args, interrupts)
 
     info, axis, dtype = _prepare(args, mode=args.command, snapshots=args.save_every > 0)
     image = read(info)
@@ -344,6 +373,101 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
     scale = " on the shot-noise-stabilised scale" if last.noise_model else ""
     print(f"wrote {out} ({last.seconds:.1f} s, λ={last.preset.lam:.3g}{scale}{kept})", file=sys.stderr)
     return 0
+
+
+def _stack_options(args, mode: str):
+    from .batch import BatchOptions
+
+    return BatchOptions(mode=mode, lam=args.lam, iterations=args.iterations, seed=args.seed, device=args.device,
+                        tile_size=args.tile_size, l0_solver=args.l0_solver, warm_start=not args.cold_start)
+
+
+def _open_stack(args, inputs, output, options, interrupts: Interrupts):
+    """The input stack, the output's writer (new or resumed) and the stack's settings, refused before any work."""
+    from .core.io.ngff import is_zarr, open_image
+    from .stream import measure, open_output, resume_line, todo
+
+    if options.mode == "deblock":
+        raise CLIError("deblock needs a JPEG file; a Zarr or TIFF stack is smoothed or denoised")
+    if len(inputs) != 1:
+        raise CLIError("an OME-Zarr output takes one input stack")
+    if not is_zarr(output):
+        raise CLIError(f"a Zarr input is written as OME-Zarr: name the output with .zarr (e.g. {Path(output).stem}"
+                       f".ome.zarr)")
+    source = inputs[0]
+    if not (is_zarr(source) or Path(source).suffix.lower() in (".tif", ".tiff")):
+        raise CLIError(f"{source}: only OME-Zarr, Zarr and TIFF inputs are written to OME-Zarr")
+    image = open_image(source, level=args.level, axes=args.axes)
+    writer = open_output(image, output, options, args.chain)
+    missing, found = todo(writer, image)
+    if found:
+        print(f"dip-l0: {resume_line(found, found + len(missing))}", file=sys.stderr)
+    _stop_if(interrupts, "nothing new written")
+    # One pass over the data for its range, then a few planes; not needed when every plane is done.
+    settings = measure(image, options) if missing else None
+    _stop_if(interrupts, "nothing new written")
+    return image, writer, settings, found, len(missing)
+
+
+def _finished(writer, found: int):
+    """The summary of a rerun that found every plane done (it only finishes the output, if it was not)."""
+    from .stream import StreamSummary
+
+    return StreamSummary(total=found, found=found, complete=writer.close())
+
+
+def _cmd_stream(args, interrupts: Interrupts) -> int:
+    """``dip-l0 smooth|denoise STACK -o OUT.ome.zarr``: chain after chain in this process, plane by plane."""
+    from .stream import stream
+
+    if args.save_every:
+        raise CLIError("--save-every is for single images; an OME-Zarr output is written plane by plane")
+    if args.channel_axis != "auto":
+        raise CLIError("--channel-axis: a stack's channel axis is the c of its axes (its metadata, or --axes)")
+    image, writer, settings, found, left = _open_stack(args, [str(args.input)], args.output,
+                                                       _stack_options(args, args.command), interrupts)
+    if not left:
+        summary = _finished(writer, found)
+    else:
+        bar = _progress(found + left, args.quiet, f"DIP-ℓ0 {args.command}", unit="plane")
+        bar.update(found)
+        try:
+            summary = stream(image, writer, settings, chain=args.chain, stop=lambda: bool(interrupts),
+                             on_plane=lambda index: bar.update(1))
+        finally:
+            bar.close()
+    for line in summary.lines(args.output):
+        print(f"dip-l0: {line.strip()}", file=sys.stderr)
+    return 130 if summary.interrupted else 0
+
+
+def _cmd_batch_stack(args, options, interrupts: Interrupts) -> int:
+    """``dip-l0 batch STACK -o OUT.ome.zarr``: chains of planes as tasks on dask.distributed."""
+    from .stream import run_chains
+
+    if args.split_planes or args.format:
+        raise CLIError("--split-planes and --format are for files; a stack to OME-Zarr is split into chains (--chain)")
+    image, writer, settings, found, left = _open_stack(args, [str(p) for p in args.inputs], args.outdir, options,
+                                                       interrupts)
+    if not left:
+        summary = _finished(writer, found)
+        for line in summary.lines(args.outdir):
+            print(f"dip-l0: {line.strip()}", file=sys.stderr)
+        return 0
+    bar = _progress(found + left, args.quiet, "DIP-ℓ0 batch", unit="plane")
+    bar.update(found)
+    summary = None
+    try:
+        for done, summary in run_chains(image, writer, settings, chain=args.chain, scheduler=args.scheduler,
+                                        workers=args.workers, threads_per_task=args.threads_per_task,
+                                        stop=lambda: bool(interrupts)):
+            bar.update(done - bar.n)
+            bar.set_postfix(failed=len(summary.failed), refresh=False)
+    finally:
+        bar.close()
+    for line in summary.lines(args.outdir):
+        print(f"dip-l0: {line.strip()}", file=sys.stderr)
+    return 130 if summary.interrupted or interrupts else (1 if summary.failed else 0)
 
 
 def _jpeg_note(path: Path, why_not: str) -> None:
@@ -374,6 +498,10 @@ def _cmd_batch(args, interrupts: Interrupts) -> int:
         raise CLIError("batch runs need dask.distributed: pip install 'napari-dip-l0[batch]'") from None
     if args.scheduler is None:
         resolve_device(args.device)
+    from .core.io.ngff import is_zarr
+
+    if is_zarr(args.outdir) or any(is_zarr(p) for p in args.inputs):
+        return _cmd_batch_stack(args, options, interrupts)
     inputs = find_inputs(args.inputs)
     if args.outdir.exists() and not args.outdir.is_dir():
         raise CLIError(f"output folder {args.outdir} is a file")
