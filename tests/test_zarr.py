@@ -189,7 +189,7 @@ def test_chains_share_the_stack_settings(tmp_path):
     run_chain(img, settings, [3], lambda i, p: got.setdefault(i, p))
     ref = DipL0Run(stack, "denoise", iterations=2, device="cpu", warm_start=False)
     full = ref.run()
-    assert ref.preset.lam == settings.preset.lam and ref.noise_model == settings.noise_model
+    assert ref.preset.lam == settings.preset.lam and ref.noise_model == settings.calibration.noise_model
     np.testing.assert_array_equal(got[(3,)], full[3])  # cold start on plane 3, as the cold whole-stack run
 
 

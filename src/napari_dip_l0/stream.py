@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 from .batch import BatchOptions
 from .core.io.ngff import OmeZarrWriter, ZarrImage, open_image
+
+if TYPE_CHECKING:
+    from .core.run import Calibration
 
 __all__ = ["StackSettings", "measure", "chains", "run_chain", "stream", "run_chains", "open_output",
            "StreamSummary", "DEFAULT_CHAIN"]
@@ -34,13 +38,12 @@ DEFAULT_CHAIN = 8  # planes per chain: the warm start pays off after a few plane
 
 @dataclass(frozen=True)
 class StackSettings:
-    """What every chain of one stack shares: the run's settings with λ fixed, and the stack's intensity
-    mapping and noise model as one run over the whole stack would measure them (picklable, for workers)."""
+    """What every chain of one stack shares (picklable, for workers): the preset with λ fixed and the stack's
+    :class:`~napari_dip_l0.core.run.Calibration` (intensity mapping, noise model), as one
+    :class:`~napari_dip_l0.core.run.DipL0Run` over the whole stack measures them."""
 
     preset: object  # Preset, λ fixed
-    data_range: tuple
-    scale: tuple | None
-    noise_model: tuple | None
+    calibration: Calibration
     dtype: str
     seed: int = 0
     device: str = "cpu"
@@ -49,61 +52,58 @@ class StackSettings:
 
     def provenance(self) -> dict:
         """The measured part of the ``dip_l0`` provenance."""
-        return {"lam": self.preset.lam, "data_range": list(self.data_range),
-                "robust_range": None if self.scale is None else list(self.scale),
-                "noise_model": None if self.noise_model is None else list(self.noise_model)}
+        cal = self.calibration
+
+        def floats(pair):
+            return None if pair is None else [float(v) for v in pair]
+
+        return {"lam": self.preset.lam, "data_range": floats(cal.data_range), "robust_range": floats(cal.scale),
+                "noise_model": floats(cal.noise_model)}
 
 
-def _preset(options: BatchOptions):
-    from .core.validation import check_lam
-    from .core.presets import get_preset
+def _run_keywords(image: ZarrImage, options: BatchOptions) -> dict:
+    """``options`` as the keywords of a :class:`DipL0Run` over ``image``'s data."""
+    return {"lam": options.lam, "iterations": options.iterations, "l0_solver": options.l0_solver,
+            "channel_axis": image.channel_axis, "seed": options.seed, "device": options.device,
+            "tile_size": options.tile_size, "warm_start": options.warm_start}
 
-    preset = get_preset(options.mode)
-    overrides = {}
-    if not (options.lam is None or options.lam == "auto"):
-        overrides["lam"] = check_lam(options.lam)
-    if options.iterations is not None:
-        overrides["iterations"] = options.iterations
-    if options.l0_solver is not None:
-        overrides["l0_solver"] = options.l0_solver
-    return replace(preset, **overrides)
+
+def _check_mode(options: BatchOptions) -> None:
+    if options.mode == "deblock":
+        raise ValueError("deblock needs a JPEG file; large stacks are smoothed or denoised (mode 'smooth' or "
+                         "'denoise')")
 
 
 def result_dtype_for(image: ZarrImage, options: BatchOptions) -> np.dtype:
-    """The dtype a run of ``options.mode`` gives ``image`` (:func:`.core.planes.result_dtype`)."""
-    from .core.planes import result_dtype
+    """The dtype a run of ``options.mode`` gives ``image``, from a run checked on its shape (nothing read)."""
+    from .core.lazy import probe_run
 
-    return result_dtype(image.dtype, _preset(options).float_result)
+    _check_mode(options)
+    return np.dtype(probe_run(image.data, options.mode, _run_keywords(image, options)).reader.layout.result_dtype)
 
 
 def measure(image: ZarrImage, options: BatchOptions) -> StackSettings:
-    """The settings all chains of ``image`` share, measured as one :class:`DipL0Run` over it would measure them.
+    """The settings all chains of ``image`` share: those of one :class:`DipL0Run` over the whole stack.
 
     One pass over the data for its range (and, for floats, that it is
     finite), then a few evenly spaced planes for the robust range, the noise
     model ('denoise') and, with ``lam='auto'``, λ. Nothing else is read.
     """
-    from .core.planes import PlaneReader
-    from .core.validation import check_image
-    from .core.run import choose_lam, stabilise
-
-    if options.mode == "deblock":
-        raise ValueError("deblock needs a JPEG file; large stacks are smoothed or denoised (mode 'smooth' or "
-                         "'denoise')")
     import dask
 
-    preset = _preset(options)
-    dtype = result_dtype_for(image, options)
-    arr, axis = check_image(image.data, image.channel_axis)
+    from .core.run import DipL0Run
+
+    _check_mode(options)
     # Read here, in threads, even where a dask.distributed client is the default (the workers need not see it).
     with dask.config.set(scheduler="threads"):
-        reader = PlaneReader(arr, axis, None, robust=preset.robust, result=dtype)
-        model = stabilise(preset, reader)
-        if options.lam is None or options.lam == "auto":
-            preset = choose_lam(preset, reader)[0]
-    layout = reader.layout
-    return StackSettings(preset, (layout.lo, layout.hi), layout.scale, model, np.dtype(dtype).str, options.seed,
+        run = DipL0Run(image.data, options.mode, **_run_keywords(image, options), collect=False,
+                       on_plane=_discard)
+    return StackSettings(run.preset, run.calibration, np.dtype(run.reader.layout.result_dtype).str, options.seed,
                          options.device, options.tile_size, options.warm_start)
+
+
+def _discard(index: tuple, plane: np.ndarray) -> None:
+    """Planes of a run made only to measure the stack (it is never stepped)."""
 
 
 def chains(planes: list[int], length: int, row: int) -> list[list[int]]:
@@ -150,7 +150,6 @@ def run_chain(image: ZarrImage, settings: StackSettings, planes: list[int], writ
     import dask.array as da
 
     from .core.run import DipL0Run
-    from .core.stabilise import Stabiliser
 
     indices = [plane_index(image, p) for p in planes]
     chain = da.stack([_plane(image, i) for i in indices])  # (n, [C,] Y, X), read plane by plane
@@ -160,19 +159,10 @@ def run_chain(image: ZarrImage, settings: StackSettings, planes: list[int], writ
         write(indices[k[0]], plane)
         written.append(k)
 
-    preset = settings.preset
-    # The stack's mapping and noise model, not the chain's own: the range is given; the noise model is not
-    # measured (stabilise=False) but set below, before the run's first step reads a plane.
-    run = DipL0Run(chain, preset=replace(preset, stabilise=False), lam=preset.lam,
-                   channel_axis=1 if "c" in image.axes else None, seed=settings.seed, device=settings.device,
-                   warm_start=settings.warm_start, tile_size=settings.tile_size, data_range=settings.data_range,
-                   dtype=np.dtype(settings.dtype), on_plane=on_plane)
-    run.preset = preset
-    if settings.scale is not None:  # the stack's robust scale (hot pixels filled as a whole-stack run fills them)
-        run.reader.layout = replace(run.reader.layout, scale=settings.scale)
-    run.noise_model = settings.noise_model
-    if settings.noise_model is not None and settings.noise_model[0] > 0:
-        run.reader.stabiliser = Stabiliser(*settings.noise_model)
+    run = DipL0Run(chain, preset=settings.preset, lam=settings.preset.lam, channel_axis=1 if "c" in image.axes else None,
+                   seed=settings.seed, device=settings.device, warm_start=settings.warm_start,
+                   tile_size=settings.tile_size, dtype=np.dtype(settings.dtype), calibration=settings.calibration,
+                   collect=False, on_plane=on_plane)
     for _ in run:
         if stop is not None and stop():
             break
