@@ -62,9 +62,9 @@ class PlaneStore:
     dtype : numpy dtype
     rgb : bool
     path : str, optional
-        An OME-Zarr to write (``core.io.ngff.OmeZarrWriter`` where the
-        package has it, else a plain Zarr array there); ``None``: a Zarr
-        array in a temporary folder, removed when napari exits.
+        An OME-Zarr to write (:class:`..core.io.ngff.OmeZarrWriter`);
+        ``None``: a Zarr array in a temporary folder, removed when napari
+        exits.
     scale : sequence of float
         Physical size per layer axis, for the OME-Zarr.
     provenance : dict
@@ -72,6 +72,9 @@ class PlaneStore:
     """
 
     def __init__(self, shape, dtype, rgb: bool, path: str | None, scale, provenance: dict):
+        from ..core.io.ngff import require_zarr
+
+        require_zarr()  # one line naming the extra to install, before anything runs
         import zarr
 
         shape = tuple(int(s) for s in shape)
@@ -85,19 +88,14 @@ class PlaneStore:
             self.array = zarr.open_array(str(Path(folder) / "result.zarr"), mode="w-", shape=shape, dtype=dtype,
                                          chunks=plane_chunks, fill_value=0)
             return
-        writer_class = _ome_zarr_writer()
-        if writer_class is None:  # no OME-Zarr writer in this version: a plain Zarr array there
-            if Path(path).exists():
-                raise FileExistsError(f"{path} exists; choose another name (it is never overwritten)")
-            self.array = zarr.open_array(str(path), mode="w-", shape=shape, dtype=dtype, chunks=plane_chunks,
-                                         fill_value=0)
-            return
+        from ..core.io.ngff import OmeZarrWriter
+
         # The layer's axes by NGFF letter; the OME-Zarr holds them in NGFF order (t, c, z, y, x).
         layer_axes = default_axes(len(shape) - 2 - rgb) + "yx" + ("c" if rgb else "")
         sizes = dict(zip(layer_axes, shape))
         scales = dict(zip(layer_axes, [*scale, 1.0]))
         axes = "".join(a for a in "tczyx" if a in sizes)
-        self.writer = writer_class(path, shape=tuple(sizes[a] for a in axes), dtype=dtype, axes=axes,
+        self.writer = OmeZarrWriter(path, shape=tuple(sizes[a] for a in axes), dtype=dtype, axes=axes,
                                    scale=tuple(scales[a] for a in axes), provenance=provenance, overwrite=False)
         self.array = zarr.open_array(str(path), path="0", mode="r")
         self._order = [axes.index(a) for a in layer_axes]  # NGFF order to the layer's
@@ -124,14 +122,6 @@ class PlaneStore:
         if self.writer is not None:
             self.writer.note(values)
             self.writer.close()
-
-
-def _ome_zarr_writer():
-    try:
-        from ..core.io.ngff import OmeZarrWriter
-    except ImportError:
-        return None
-    return OmeZarrWriter
 
 
 def prepare_stream(layer, sel: Selection, params: dict, settings: dict, save_to: str | None):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ZarrImage", "OmeZarrWriter", "open_image", "is_zarr", "AXES", "plane_axes"]
+__all__ = ["ZarrImage", "OmeZarrWriter", "open_image", "is_zarr", "AXES", "plane_axes", "require_zarr"]
 
 AXES = "tczyx"  # NGFF's order
 _TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
@@ -86,7 +86,7 @@ class ZarrImage:
                 f"level={self.level}/{self.levels})")
 
 
-def _need_zarr() -> None:
+def require_zarr() -> None:
     """Refuse, with what to install, where zarr 3 or ome-zarr-py is missing."""
     try:
         import ome_zarr  # noqa: F401
@@ -187,7 +187,7 @@ def open_image(source, *, level: int = 0, axes: str | None = None, storage_optio
     >>> img.axes, img.shape, img.scale
     ('zyx', (4, 32, 32), (1.0, 1.0, 1.0))
     """
-    _need_zarr()
+    require_zarr()
     text = os.fspath(source)
     if not ("://" in text or Path(text).exists()):
         raise FileNotFoundError(f"input not found: {text}")
@@ -374,7 +374,7 @@ class OmeZarrWriter:
 
     def __init__(self, path, *, shape, dtype, axes: str, scale=None, units: dict | None = None, chunks=None,
                  pyramid_levels: int = 1, provenance: dict | None = None, overwrite: bool = False):
-        _need_zarr()
+        require_zarr()
         import zarr
 
         self.path = Path(path)
