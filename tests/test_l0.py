@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -112,3 +115,20 @@ def test_l0_smooth_stack_and_channels():
         single = l0_smooth(stack[z], 0.05, channel_axis=-1)
         np.testing.assert_allclose(out[z], single, atol=1e-6)
         assert not np.array_equal(out[z], stack[z])
+
+
+def test_numba_starting_its_threads_leaves_torch_and_results_alone():
+    """numba's OpenMP layer, started by the first parallel v-step, used to reset torch's thread count: the
+    same seed then gave another result later in the same process. Run in a fresh process, where it starts."""
+    script = """
+import numpy as np, torch
+torch.set_num_threads(1)
+from napari_dip_l0 import DipL0Run
+a = (np.random.default_rng(0).random((40, 40)) * 500).astype(np.uint16)
+run = lambda solver: DipL0Run(a, iterations=2, device="cpu", l0_solver=solver).run()
+first = run("fft")
+run("parallel_fusion")
+print(torch.get_num_threads(), np.array_equal(first, run("fft")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.split() == ["1", "True"]

@@ -29,11 +29,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-import numba
 import numpy as np
 import torch
 
 from .l0 import fft_l0, parallel_fusion, region_fusion
+from .l0.parallel import set_numba_threads
 from .network import SkipNet, make_input, padded_size
 from .presets import Preset
 
@@ -51,7 +51,7 @@ def v_step(z: torch.Tensor, lam: float, solver: str, max_loop: int = 50) -> torc
     if solver == "parallel_fusion":
         # Stays on the device: no host round trip on a GPU. On the CPU numba uses as many threads as torch.
         if z.device.type == "cpu":
-            numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+            set_numba_threads(torch.get_num_threads())
         return parallel_fusion(z.detach(), lam, max_loop=max_loop)
     v = region_fusion(to_numpy(z), lam, max_loop=max_loop)
     return torch.from_numpy(v).to(device=z.device, dtype=z.dtype).permute(2, 0, 1)[None]

@@ -40,7 +40,26 @@ from . import parallel_numba, parallel_torch
 from .arrays import solve_array
 from .rules import strip_plan
 
-__all__ = ["parallel_fusion"]
+
+__all__ = ["parallel_fusion", "set_numba_threads"]
+
+
+def set_numba_threads(n: int) -> None:
+    """numba's thread count for its parallel loops, leaving torch's as it was.
+
+    The first start of numba's OpenMP threading layer in a process resets the
+    process's OpenMP thread count, which is torch's, to the default: a run
+    whose torch used one thread went on with two, and its later network
+    steps (and every run after it in the process) summed in another order,
+    so the same seed gave other results. Starting numba's layer here, then
+    setting torch's count back, keeps them apart.
+    """
+    import numba
+
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 # Past 80 lines by its docstring alone, which describes the algorithm once for both forms (numba and
@@ -167,6 +186,7 @@ def parallel_fusion(
             if b == 1 and args[-2] == 1:
                 res = parallel_numba.fuse(arr, *args)
             else:
+                set_numba_threads(torch.get_num_threads())  # as many as torch, as the ADMM v-step runs it
                 res = parallel_numba.fuse_parallel(arr.reshape(b, h * w, c), *args)
             out = torch.from_numpy(res.reshape(b * h * w, c))
         else:
