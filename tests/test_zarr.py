@@ -322,11 +322,7 @@ def test_batch_chains_on_a_cluster_match_the_same_chains_in_process(cluster, tmp
     stack = _stack((2, 3, 24, 20))
     ome = _ome(tmp_path / "in.ome.zarr", stack, "tzyx", scale_factors=[2], scale={"t": 2.0, "z": 1.0, "y": 0.4, "x": 0.4})
     out = tmp_path / "out.ome.zarr"
-    # The FFT ℓ0 solver: with parallel Region Fusion a plane's last bits depend on what the process ran before
-    # it (seen here: up to 0.006 on a 0-500 scale), so a chain on a fresh worker and the same chain run second
-    # here would differ by that, not by anything the chains do.
-    argv = ["batch", str(ome), "-o", str(out), "--mode", "denoise", "--chain", "2", "--threads-per-task", "1",
-            "--l0-solver", "fft"]
+    argv = ["batch", str(ome), "-o", str(out), "--mode", "denoise", "--chain", "2", "--threads-per-task", "1"]
     assert main([*argv, "--scheduler", cluster.scheduler_address, *ITS]) == 0
     err = capsys.readouterr().err
     assert "6 planes written" in err and "6 of 6 done" in err
