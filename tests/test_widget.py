@@ -177,10 +177,21 @@ def test_run_adds_preview_intermediate_and_final_layers(qtbot, viewer, widget, i
 def test_progress_settings_lock_and_state_machine(qtbot, viewer, widget, monkeypatch):
     stack = np.stack([_cells(), _cells()[::-1]])
     viewer.add_image(stack, name="stack")
-    texts, states = [], []
+    texts, states, bars = [], [], []
     shown = job.Progress.text
     monkeypatch.setattr(job.Progress, "text", lambda self, snap: texts.append(shown(self, snap)) or texts[-1])
+    import napari.utils
+
+    class Bar(napari.utils.progress):  # napari's activity-dock progress, recorded
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(napari.utils, "progress", Bar)
     _run(qtbot, widget, iterations=3, planes="all planes")
+    # The run in napari's activity dock too: one bar, counted to the end, closed with the run.
+    assert len(bars) == 1 and bars[0].desc.startswith("DIP-ℓ0 on stack") and bars[0].total == 4
+    assert bars[0].n == 4 and bars[0].disable
     # The counts the user set, plane by plane, and time left in words.
     assert any("plane 1 of 2 · iteration 3 of 3" in t for t in texts), texts
     assert any("plane 2 of 2 · iteration 1 of 1" in t for t in texts), texts

@@ -36,7 +36,7 @@ from .job import (
     solver_choices,
 )
 from .preview import L0Preview
-from .status import RunState, RunStatus
+from .status import Activity, RunState, RunStatus
 from .stream import prepare_stream, streams
 from .worker import GC_HOLD, Job, needs_warm_up, warm_up
 
@@ -223,6 +223,7 @@ class DipL0Widget(Container):
         self._results = {}  # id(source layer) -> its newest result layer, for "replace"
         _build_fields(self)
         self.run_status = RunStatus()
+        self._activity = Activity()
         self.run_status.events.state.connect(self._on_state)
         self.run_status.events.text.connect(self._on_text)
         self.preview = L0Preview(self)
@@ -425,6 +426,7 @@ class DipL0Widget(Container):
         if self._job is None or self.closed:
             return  # a late call of the throttle: the run has ended
         self._set_progress(snap.iteration, snap.total)
+        self._activity.show(snap.iteration, snap.total, f"DIP-ℓ0 on {self._job.layer.name}")
         if self.state is RunState.RUNNING:
             self.run_status.text = text
 
@@ -443,6 +445,7 @@ class DipL0Widget(Container):
     def _on_finished(self):
         job, self._job = self._job, None
         self._show_progress.cancel()
+        self._activity.close(None if job is None or job.final is None else job.final.snap.iteration)
         if self.state is not RunState.IDLE:
             self._set_state(RunState.IDLE)
         if self.closed or job is None:  # the widget (maybe the viewer) is gone: touch nothing

@@ -47,3 +47,29 @@ class RunStatus:
     @property
     def idle(self) -> bool:
         return self.state is RunState.IDLE
+
+
+class Activity:
+    """The run in napari's activity dock (:class:`napari.utils.progress`), beside the widget's own bar, so it
+    is seen, as napari's other long tasks are, while the dock is scrolled away or hidden."""
+
+    def __init__(self):
+        self._bar = None
+
+    def show(self, done: int, total: int, desc: str) -> None:
+        """Iterations ``done`` of ``total``; the first call opens the bar under ``desc``."""
+        from napari.utils import progress
+
+        if self._bar is None:
+            self._bar = progress(total=total, desc=desc)
+        step = min(done, total) - self._bar.n
+        if step > 0:
+            self._bar.update(step)
+
+    def close(self, done: int | None = None) -> None:
+        """Close the bar, counted to ``done`` first where the run ended there."""
+        if self._bar is not None:
+            if done is not None and done > self._bar.n:
+                self._bar.update(min(done, self._bar.total) - self._bar.n)
+            self._bar.close()
+            self._bar = None
