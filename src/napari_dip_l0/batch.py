@@ -367,23 +367,13 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
     reaches the whole process group) and are stopped by the closing.
     """
     try:
-        from distributed import Client, as_completed
+        from distributed import as_completed
     except ImportError:
         raise ImportError("batch runs need dask.distributed: pip install 'napari-dip-l0[batch]'") from None
 
     stop = stop or (lambda: False)
     t0 = time.perf_counter()
-    cluster = None
-    if scheduler is None:  # a local cluster computes here: its device must be usable here
-        from .core.device import resolve_device
-
-        resolve_device(options.device)
-        cluster, fixed = _local_cluster(workers)
-        client = Client(cluster)
-        fixed = threads_per_task or fixed
-    else:
-        client = Client(scheduler, timeout="20s")
-        fixed = threads_per_task
+    client, cluster, fixed = connect(scheduler, workers, threads_per_task, options.device)
     try:
         plan_ = {} if fixed else _thread_plan(client)
         runs = [t for t in tasks if not (t.plane is None and t.planes > 1)]
@@ -427,6 +417,21 @@ def run_batch(tasks: list[Task], options: BatchOptions, summary: Summary, *, sch
         for t in tasks:  # what is on disk now: a worker may have finished a file after the last result was seen
             if t.plane is None and t.output.exists() and t.output not in summary.done:
                 summary.done.append(t.output)
+
+
+def connect(scheduler: str | None, workers: int | None, threads_per_task: int | None, device: str):
+    """(client, local cluster or None, torch threads per task or None for a per-worker plan): a client of
+    the running scheduler at ``scheduler``, or of a LocalCluster here (whose ``device`` must then be usable
+    here, as its tasks compute here)."""
+    from distributed import Client
+
+    if scheduler is not None:
+        return Client(scheduler, timeout="20s"), None, threads_per_task
+    from .core.device import resolve_device
+
+    resolve_device(device)
+    cluster, fixed = _local_cluster(workers)
+    return Client(cluster), cluster, threads_per_task or fixed
 
 
 def _local_cluster(workers: int | None):

@@ -161,6 +161,8 @@ def _add_batch(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+# One flat declaration of the commands and their shared options, so --help reads as the code does: long
+# by the number of options, not by logic.
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from .core.io import SUPPORTED

@@ -329,9 +329,9 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
     """
     import uuid
 
-    from distributed import Client, Event, wait
+    from distributed import Event, wait
 
-    from .batch import _local_cluster, _thread_plan
+    from .batch import _thread_plan, connect
 
     stop = stop or (lambda: False)
     t0 = time.perf_counter()
@@ -340,17 +340,7 @@ def run_chains(image: ZarrImage, writer: OmeZarrWriter, settings: StackSettings,
     summary = StreamSummary(total=len(missing) + found, found=found)
     row = _lead_shape(image)[-1] if _lead_shape(image) else 1
     work = chains(missing, chain, row)
-    cluster = None
-    if scheduler is None:
-        from .core.device import resolve_device
-
-        resolve_device(settings.device)
-        cluster, fixed = _local_cluster(workers)
-        client = Client(cluster)
-        fixed = threads_per_task or fixed
-    else:
-        client = Client(scheduler, timeout="20s")
-        fixed = threads_per_task
+    client, cluster, fixed = connect(scheduler, workers, threads_per_task, settings.device)
     try:
         plan_ = {} if fixed else _thread_plan(client)
         halt = Event(f"dip-l0-stop-{uuid.uuid4().hex}", client=client)

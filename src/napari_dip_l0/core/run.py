@@ -140,6 +140,8 @@ class Snapshot:
                 f"losses={self.losses}, seconds={self.seconds:.2f})")
 
 
+# 300 lines, half of them its docstring (every keyword every front end passes); its helpers are functions
+# below (measure, _renderers, _kept).
 class DipL0Run:
     """DIP-ℓ0 on one image, as an object to step, iterate or run to the end.
 
