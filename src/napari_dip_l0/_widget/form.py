@@ -390,6 +390,9 @@ class DipL0Widget(Container):
         job.worker.errored.connect(self._on_error)
         job.worker.finished.connect(self._on_finished)
         self._job = job
+        # Fresh per run: the first snapshot shows at once, whenever the last run's last one was shown.
+        self._activity = Activity()
+        self._show_progress = qthrottled(self._show_progress_now, timeout=STATUS_INTERVAL_MS, leading=True)
         self.preview.follow.cancel()
         self._set_state(RunState.RUNNING)
         self._set_progress(0, 0)  # busy until the first snapshot
@@ -434,13 +437,14 @@ class DipL0Widget(Container):
         job = self._job
         if job is None or job.error is not None or self.closed:
             return
-        # Every snapshot counts for the text (planes and tiles begin between shows); few are shown.
-        self._show_progress(tick.snap, job.progress.text(tick.snap))
         if tick.kind == "final":
             job.final = tick
         elif tick.kind != "progress":
             job.show(self.viewer, tick)
         job.update(self.viewer)
+        # Every snapshot counts for the text (planes and tiles begin between shows); few are shown. Last, as
+        # napari's activity bar may process pending events, the run's end among them.
+        self._show_progress(tick.snap, job.progress.text(tick.snap))
 
     def _on_finished(self):
         job, self._job = self._job, None

@@ -50,24 +50,32 @@ class RunStatus:
 
 
 class Activity:
-    """The run in napari's activity dock (:class:`napari.utils.progress`), beside the widget's own bar, so it
+    """One run in napari's activity dock (:class:`napari.utils.progress`), beside the widget's own bar, so it
     is seen, as napari's other long tasks are, while the dock is scrolled away or hidden."""
 
     def __init__(self):
         self._bar = None
+        self._closed = False
 
     def show(self, done: int, total: int, desc: str) -> None:
         """Iterations ``done`` of ``total``; the first call opens the bar under ``desc``."""
         from napari.utils import progress
 
+        if self._closed:
+            return
         if self._bar is None:
-            self._bar = progress(total=total, desc=desc)
+            bar = progress(total=total, desc=desc)
+            if self._closed:  # making it let Qt run the run's end: it must not outlive the run
+                bar.close()
+                return
+            self._bar = bar
         step = min(done, total) - self._bar.n
         if step > 0:
             self._bar.update(step)
 
     def close(self, done: int | None = None) -> None:
-        """Close the bar, counted to ``done`` first where the run ended there."""
+        """Close the bar, counted to ``done`` first where the run ended there; later calls do nothing."""
+        self._closed = True
         if self._bar is not None:
             if done is not None and done > self._bar.n:
                 self._bar.update(min(done, self._bar.total) - self._bar.n)
