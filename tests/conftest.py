@@ -1,4 +1,6 @@
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +51,50 @@ def cartoon():
     truth[:, :, :] += np.linspace(0, 0.05, 48)[None, :, None]
     noisy = np.clip(truth + rng.normal(0, 0.06, truth.shape), 0, 1)
     return noisy, truth
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """A folder that takes no new files: mode 0555, and for root (who writes anywhere) a ``tempfile.mkstemp``
+    that refuses there."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == ro:
+                raise PermissionError(13, "Permission denied")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    yield ro
+    ro.chmod(0o755)
+
+
+# ----- napari (imported only by the tests that ask for these) ------------------------------------------
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    from napari_dip_l0._widget import DipL0Widget
+
+    w = DipL0Widget(viewer, persist=False)
+    viewer.window.add_dock_widget(w, name="DIP-ℓ0")
+    yield w
+    w._shutdown()
+
+
+@pytest.fixture
+def notes():
+    """The napari notifications shown while the test runs."""
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    yield seen
+    notification_manager.notification_ready.disconnect(seen.append)

@@ -229,31 +229,17 @@ def test_outputs_checked_before_reading(tmp_path, capsys, monkeypatch):
     assert snap.read_bytes() == before
 
 
-def test_read_only_folder_refused_before_the_work(tmp_path, capsys, monkeypatch):
+def test_read_only_folder_refused_before_the_work(tmp_path, capsys, monkeypatch, read_only_dir):
     png = tmp_path / "in.png"
     write_image(png, np.zeros((16, 16, 3), np.uint8))
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    try:
-        if os.access(ro, os.W_OK):  # root writes anywhere: make the folder refuse new files another way
-            real = tempfile.mkstemp
-
-            def mkstemp(*args, dir=None, **kwargs):
-                if Path(dir) == ro:
-                    raise PermissionError(13, "Permission denied")
-                return real(*args, dir=dir, **kwargs)
-
-            monkeypatch.setattr(io_output.tempfile, "mkstemp", mkstemp)
-        monkeypatch.setattr(files, "read", lambda info: pytest.fail("decoded before refusing"))
-        for argv in (["smooth", str(png), "-o", str(ro / "o.png")], ["l0", str(png), "-o", str(ro / "o.png"),
-                                                                      "--lam", "0.1"]):
-            assert main(argv) == 2
-            err = capsys.readouterr().err
-            assert "cannot write to the output folder" in err and ".dip-l0" not in err, err
-        assert list(ro.iterdir()) == []
-    finally:
-        ro.chmod(0o755)
+    ro = read_only_dir
+    monkeypatch.setattr(files, "read", lambda info: pytest.fail("decoded before refusing"))
+    for argv in (["smooth", str(png), "-o", str(ro / "o.png")], ["l0", str(png), "-o", str(ro / "o.png"),
+                                                                  "--lam", "0.1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "cannot write to the output folder" in err and ".dip-l0" not in err, err
+    assert list(ro.iterdir()) == []
 
 
 def test_write_failure_names_the_output_not_the_temp_file(tmp_path, monkeypatch):

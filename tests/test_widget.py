@@ -12,7 +12,6 @@ import torch
 napari = pytest.importorskip("napari")  # the `testing` extra installs it; CI never skips
 
 import yaml  # noqa: E402  (napari depends on PyYAML)
-from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
 from napari_dip_l0 import _widget  # noqa: E402
@@ -25,31 +24,10 @@ MANIFEST = yaml.safe_load((Path(_widget.__file__).parent.parent / "napari.yaml")
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
-    w = DipL0Widget(viewer, persist=False)
-    viewer.window.add_dock_widget(w, name="DIP-ℓ0")
-    yield w
-    w._shutdown()
-
-
-@pytest.fixture
 def inserted(viewer):
     names = []
     viewer.layers.events.inserted.connect(lambda e: names.append(e.value.name))
     return names
-
-
-@pytest.fixture
-def notes():
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
 
 
 def _cells(shape=(24, 28), dtype=np.uint16):

@@ -7,34 +7,12 @@ napari = pytest.importorskip("napari")
 da = pytest.importorskip("dask.array")
 zarr = pytest.importorskip("zarr")
 
-from napari.utils.notifications import notification_manager  # noqa: E402
 
 from napari_dip_l0 import DipL0Run  # noqa: E402
-from napari_dip_l0._widget import DipL0Widget, RunState, job  # noqa: E402
+from napari_dip_l0._widget import RunState, job  # noqa: E402
 from napari_dip_l0._widget.stream import StreamJob  # noqa: E402
 
 TIMEOUT = 120_000
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
-def widget(viewer):
-    w = DipL0Widget(viewer, persist=False)
-    viewer.window.add_dock_widget(w, name="DIP-ℓ0")
-    yield w
-    w._shutdown()
-
-
-@pytest.fixture
-def notes():
-    seen = []
-    notification_manager.notification_ready.connect(seen.append)
-    yield seen
-    notification_manager.notification_ready.disconnect(seen.append)
 
 
 def _stack(planes=4, shape=(24, 28)):
