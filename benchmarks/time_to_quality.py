@@ -229,7 +229,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
     parser.add_argument("--table", action="store_true", help="run nothing: tabulate what is saved")
     parser.add_argument("--docs", "--readme", dest="docs", action="store_true",
-                        help="write the table into its docs page (docs/time-to-quality.md), the figure to docs/")
+                        help="write the table into its docs page (docs/time-to-quality.md) and the README, "
+                             "the figure to docs/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     saved = args.out / ("time_to_quality_quick" if args.quick else "time_to_quality")
@@ -245,6 +246,7 @@ def main() -> None:
     if args.docs:
         Path("docs/time_to_quality.png").write_bytes(fig.read_bytes())
         write_section("time_to_quality", text)
+        write_section("time_to_quality", text, Path("README.md"))  # its copy in the README
 
 
 if __name__ == "__main__":

@@ -215,8 +215,42 @@ def test_denoise_is_deterministic_and_handles_stacks_and_channels():
 
 
 # ----- the stopping rule ----------------------------------------------------------------------------------------
-def _stopping(patience=25, iterations=600):
-    return replace(PRESETS["denoise"], patience=patience, iterations=iterations)
+def _stopping(patience=25, iterations=600, rise=0.0):
+    return replace(PRESETS["denoise"], patience=patience, iterations=iterations, rise=rise)
+
+
+def _rule(patience, rise):
+    """A fit whose stopping rule is fed spreads by hand (``_track``), as its steps would feed it."""
+    plane = np.zeros((16, 16, 1), np.float32)
+    fit = AdmmFit(plane.shape, _stopping(patience=patience, rise=rise), seed=0, device=torch.device("cpu"))
+    fit.estimate = torch.zeros(1)
+
+    def feed(*changes):
+        for c in changes:
+            fit.iteration += 1
+            fit._track(c, fit.iteration)
+        return fit.stalled
+
+    return fit, feed
+
+
+def test_a_rising_spread_ends_the_plane_at_once():
+    fit, feed = _rule(patience=3, rise=1.5)
+    assert not feed(4.0, 4.0, 4.0)  # the first full window: spread 4, the minimum
+    assert not feed(1.0, 1.0)  # spread 3, then 2: new minima
+    assert fit.best_iteration == 5 and fit.ends_by == 8
+    assert not feed(5.0)  # spread (1 + 1 + 5) / 3 = 2.33: above the minimum, below 1.5 times it
+    assert feed(5.0) and fit.best_iteration == 5  # 3.67 > 1.5 × 2: stopped now, keeping the minimum's estimate
+    # Without `rise` only the patience ends it: three steps after the minimum.
+    fit, feed = _rule(patience=3, rise=0.0)
+    assert not feed(4.0, 4.0, 4.0, 1.0, 1.0, 5.0, 5.0)
+    assert feed(5.0) and fit.best_iteration == 5
+
+
+@pytest.mark.parametrize("bad", [0.5, 1.0, -1.0, float("inf")])
+def test_rise_is_off_or_above_one(bad):
+    with pytest.raises(ValueError, match="rise"):
+        _stopping(rise=bad)
 
 
 @pytest.mark.slow  # runs until the stopping rule ends the fit
@@ -229,6 +263,10 @@ def test_stopping_rule_keeps_the_estimate_at_the_spread_minimum():
     assert len(snaps) == 1 + kept + 25  # the preview, then one per step until the stop
     assert snaps[-1].done and snaps[-1].iteration == run.total == 600 and snaps[-1].kept == kept
     assert all(s.kept is None for s in snaps[:-1])
+    # What the rule would do next, step by step: nothing before its first full window (25 changes, from step 2
+    # on), then end `patience` steps after the minimum so far; on the step before the end, at that end.
+    assert all(s.ends_by is None for s in snaps[:26]) and snaps[26].ends_by is not None
+    assert snaps[-2].ends_by == kept + 25
     # The rule only chooses: the estimate it keeps is that of an uninterrupted run of `kept` steps.
     plain = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=kept), device="cpu").run()
     np.testing.assert_array_equal(snaps[-1].image, plain)
@@ -254,6 +292,19 @@ def test_a_new_minimum_must_be_lower_by_min_improvement():
     assert kept[0.99] == 26
     # A larger margin counts fewer minima, so it never keeps a later one.
     assert kept[0.99] <= kept[0.03] <= kept[0.0]
+
+
+@pytest.mark.slow  # runs until the stopping rule ends the fit
+def test_rise_ends_sooner_with_the_estimate_of_the_steps_it_kept():
+    frame = _camera(_scene((32, 32)), 5)
+    waited = DipL0Run(frame, "denoise", preset=_stopping(), device="cpu")
+    waited.run()
+    run = DipL0Run(frame, "denoise", preset=_stopping(rise=1.05), device="cpu")
+    snaps = list(run)
+    kept = run.stopped_at[0]
+    assert kept <= waited.stopped_at[0] and len(snaps) < 1 + waited.stopped_at[0] + 25
+    plain = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=kept), device="cpu").run()
+    np.testing.assert_array_equal(snaps[-1].image, plain)
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="min_improvement"):
             replace(_stopping(), min_improvement=bad)

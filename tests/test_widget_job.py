@@ -19,7 +19,7 @@ from napari_dip_l0.core.presets import FILE_PRESETS, PRESETS  # noqa: E402
 def _snap(iteration, total, *, plane=0, planes=1, tile=0, tiles=1, seconds=0.0, done=False, kept=None,
           image=None, lam=0.03):
     return SimpleNamespace(iteration=iteration, total=total, plane=plane, planes=planes, tile=tile, tiles=tiles,
-                           seconds=seconds, done=done, kept=kept, image=image, noise_model=None,
+                           seconds=seconds, done=done, kept=kept, ends_by=None, image=image, noise_model=None,
                            preset=replace(PRESETS["smooth"], lam=lam))
 
 
@@ -42,6 +42,27 @@ def test_progress_text_counts_the_users_iterations_and_the_seconds_left():
     assert texts[12] == "plane 2 of 2 · iteration 1 of 3 · about 1 s left"
     from_file = job.Progress(iterations=4, from_file=True).text(_snap(0, 4))
     assert from_file.endswith(job.JPEG_NOTE)
+
+
+def test_a_run_that_stops_itself_says_when_its_rule_would_end_it_and_its_cap():
+    denoise = PRESETS["denoise"]  # patience 200, a cap of 2000 iterations
+    progress = job.Progress(iterations=2000, from_file=False)
+
+    def text(i, ends_by=None, planes=1, total=2000):
+        snap = _snap(i, total, planes=planes, seconds=0.1 * i)
+        snap.preset, snap.ends_by = denoise, ends_by
+        return progress.text(snap)
+
+    text(1)  # the first timed iteration: 0.1 s per iteration from here
+    # Before the rule has a minimum it cannot stop the plane: at least until its window is full.
+    assert text(100) == "iteration 100 of 2000 · at least 10 s left (at most 3 minutes)"
+    # Then it ends the plane `patience` steps after the minimum, unless a new one comes.
+    assert text(300, ends_by=450) == "iteration 300 of 2000 · about 15 s left unless the fit keeps improving " \
+                                     "(at most 3 minutes)"
+    # A stack's planes share the count: the plain time left to it.
+    progress = job.Progress(iterations=2000, from_file=False)
+    text(1, planes=2, total=2600)
+    assert text(100, ends_by=300, planes=2, total=2600).endswith("about 4 minutes left")
 
 
 def test_time_left_in_seconds_then_minutes_then_hours():

@@ -16,7 +16,8 @@ signal is the misfit of the average on pixels left out of the data term
 (self-validation: the noise there is independent of what the network saw,
 so that misfit follows the error against the clean image); without, the
 spread of ``g`` around the average (its mean squared change from it over
-the last ``patience`` steps).
+the last ``patience`` steps); with ``preset.rise`` the spread rule also
+stops as soon as the spread has risen that many times above its minimum.
 
 Losses are means over pixels, which rescales the whole objective and leaves
 the v-step's weight ``2 lam / beta`` unchanged. Planes, tiles, snapshots and
@@ -158,12 +159,21 @@ class AdmmFit:
         self.best: torch.Tensor | None = None  # the estimate at the spread's minimum
         self.best_iteration = 0
         self._best_spread = float("inf")
+        self._rose = False  # the spread rose ``preset.rise`` times above its minimum
 
     @property
     def stalled(self) -> bool:
-        """The stopping rule's verdict: no new minimum of the spread for ``preset.patience`` steps."""
+        """The stopping rule's verdict: no new minimum of the spread for ``preset.patience`` steps, or a
+        spread ``preset.rise`` times its minimum."""
         p = self.preset.patience
-        return p > 0 and self.best is not None and self.iteration - self.best_iteration >= p
+        return p > 0 and self.best is not None and (self._rose or self.iteration - self.best_iteration >= p)
+
+    @property
+    def ends_by(self) -> int | None:
+        """The step by which the stopping rule ends this plane unless a new minimum comes first (``None``
+        before the rule has a minimum, or without one)."""
+        p = self.preset.patience
+        return self.best_iteration + p if p > 0 and self.best is not None else None
 
     def start(self, plane: np.ndarray) -> np.ndarray:
         """Fit ``plane`` (float32 ``(H, W, C)`` on [0, 1]) from the current state; returns the warm start.
@@ -239,6 +249,9 @@ class AdmmFit:
             if len(self._changes) < p.patience:
                 return
             self.spread = sum(self._changes) / p.patience
+            # The output moving ever faster away from its calmest point: the fit has turned to the noise, and
+            # waiting out the patience would only add steps after the estimate the rule keeps anyway.
+            self._rose = p.rise > 0 and self.spread > p.rise * self._best_spread
         if self.spread < (1.0 - p.min_improvement) * self._best_spread:
             self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
 

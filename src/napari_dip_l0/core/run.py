@@ -93,6 +93,11 @@ class Snapshot:
         rule (see ``Preset.patience``): the iteration whose estimate the rule
         kept, whether it ended the plane early or the plane reached its
         iterations. ``None`` otherwise.
+    ends_by : int or None
+        Under the stopping rule, once it has a minimum: the iteration of the
+        current plane (or tile) by which the rule ends it unless the fit
+        reaches a new minimum first (that minimum's iteration plus
+        ``patience``; a rising spread ends it sooner). ``None`` otherwise.
     noise_model : (float, float) or None
         ``(a, b)`` of the noise variance ``a x + b`` when the run fits the
         stabilised image (see :attr:`DipL0Run.noise_model`), else ``None``.
@@ -120,6 +125,7 @@ class Snapshot:
     tile: int = 0
     tiles: int = 1
     kept: int | None = None
+    ends_by: int | None = None
     noise_model: tuple[float, float] | None = None
     _render_plane: Callable[[], np.ndarray] | None = None
 
@@ -389,10 +395,10 @@ class DipL0Run:
         n, tiles = len(reader), len(self.windows)
         model = self.noise_model if reader.stabiliser is not None else None
 
-        def snapshot(done, p, t, losses, render, plane, kept=None):
+        def snapshot(done, p, t, losses, render, plane, kept=None, ends_by=None):
             return Snapshot(done, self.total, p, n, losses, time.perf_counter() - t0,
                             render if self.collect else _not_collected, preset, tile=t, tiles=tiles,
-                            kept=kept, noise_model=model, _render_plane=plane)
+                            kept=kept, ends_by=ends_by, noise_model=model, _render_plane=plane)
 
         if layout.constant:
             flat = partial(np.full, layout.shape, layout.lo, layout.result_dtype)
@@ -432,7 +438,7 @@ class DipL0Run:
                         break
                     render = _renderers(reader, out, p, mosaic, t,
                                         lambda e=fit.estimate, f=fit: to_numpy(f.consistent(e)))
-                    yield snapshot(done + k, p, t, losses, *render)
+                    yield snapshot(done + k, p, t, losses, *render, ends_by=fit.ends_by)
                 mosaic.add(t, to_numpy(result))
                 done += its
             row = p if self.collect else 0
