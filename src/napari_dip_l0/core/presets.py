@@ -234,10 +234,10 @@ PRESETS: dict[str, Preset] = {
     # both nuclei at 5 photons (docs/tuning.md).
     # Results of camera frames stay float: rounding a denoised frame back to whole ADU cost 1.2 dB on the
     # nuclei at 5 photons (benchmarks/microscopy.py).
-    # The rise stop (2026-12-06, docs/tuning.md "Time"): the spread rule kept the same estimate on all 26
-    # held-out frames tried with rise 1.5 and ended planes sooner (15% fewer steps on the tuning cases). Width 16
-    # halves a step's cost but fits larger frames slowly: 1878 steps and 31.08 dB on a 512² frame where width 32
-    # took about 530 steps for 31.8.
+    # The rise stop (2026-12-06, docs/tuning.md "Time"): with rise 1.5 the spread rule kept the same estimate on
+    # all 29 held-out frames compared and ended planes sooner (15% fewer steps on the tuning cases). Width 16
+    # halves a step's cost but fits larger frames slowly: 1878 steps for 31.08 dB on a 512² frame where width 32
+    # took 1755 for 31.45 (benchmarks/peak_memory.py --full).
     "denoise": Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True,
                       patience=200, min_improvement=0.03, rise=1.5, stabilise=True, float_result=True),
 }
