@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from dataclasses import replace
 from pathlib import Path
-
-import tempfile
 
 import jpeg_quality as jq
 import microscopy as mic
