@@ -34,10 +34,6 @@ HERE = Path(__file__).resolve().parent
 METHODS = ["dip_l0_denoise", "dip_l0_smooth", "TV (Chambolle)", "BM3D", "BM3D + Anscombe"]
 
 
-def frame(size: int) -> np.ndarray:
-    return camera(size)[0]
-
-
 def camera(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The frame, its noise-free truth and its hot pixels."""
     from napari_dip_l0._sample_data import SAMPLES

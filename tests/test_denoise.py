@@ -292,6 +292,9 @@ def test_a_new_minimum_must_be_lower_by_min_improvement():
     assert kept[0.99] == 26
     # A larger margin counts fewer minima, so it never keeps a later one.
     assert kept[0.99] <= kept[0.03] <= kept[0.0]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="min_improvement"):
+            replace(_stopping(), min_improvement=bad)
 
 
 @pytest.mark.slow  # runs until the stopping rule ends the fit
@@ -305,9 +308,6 @@ def test_rise_ends_sooner_with_the_estimate_of_the_steps_it_kept():
     assert kept <= waited.stopped_at[0] and len(snaps) < 1 + waited.stopped_at[0] + 25
     plain = DipL0Run(frame, "denoise", preset=_stopping(patience=0, iterations=kept), device="cpu").run()
     np.testing.assert_array_equal(snaps[-1].image, plain)
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="min_improvement"):
-            replace(_stopping(), min_improvement=bad)
 
 
 def test_without_a_stopping_rule_every_iteration_runs():

@@ -325,16 +325,14 @@ class Progress:
         """The time left to the iteration count or, for one plane that its stopping rule ends (the count
         only a cap), to where the rule would end it now, with the cap's time beside."""
         cap = time_left(rate * (snap.total - snap.iteration))
-        patience = getattr(snap.preset, "patience", 0)
-        if not patience or snap.planes * snap.tiles > 1:
+        if not snap.preset.patience or snap.planes * snap.tiles > 1:
             return cap
         at_most = cap.removeprefix("about ").removesuffix(" left")
-        ends_by = getattr(snap, "ends_by", None)
-        if ends_by is None:  # the rule's first window is not full: it cannot end the plane before it is
-            return f"{time_left(rate * max(1, patience - snap.iteration)).replace('about', 'at least')} " \
-                   f"(at most {at_most})"
-        return f"{time_left(rate * min(max(1, ends_by - snap.iteration), to_count))} unless the fit keeps " \
-               f"improving (at most {at_most})"
+        if snap.ends_by is None:  # the rule's first window is not full: it cannot end the plane before it is
+            least = time_left(rate * (snap.preset.patience - snap.iteration)).replace("about", "at least")
+            return f"{least} (at most {at_most})"
+        return (f"{time_left(rate * min(snap.ends_by - snap.iteration, to_count))} unless the fit keeps improving "
+                f"(at most {at_most})")
 
 
 def finished_text(snap, name: str, from_file: bool) -> str:
