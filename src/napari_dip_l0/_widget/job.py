@@ -28,6 +28,7 @@ MODE_KEY = "dip_l0_mode"
 JPEG_FILE_KEY = "dip_l0_jpeg_file"
 JPEG_NOTE = "using the JPEG file's quantisation tables"
 
+
 # Readable names of the ℓ0 solvers; a solver the core adds later shows under its own name.
 SOLVER_LABELS = {
     "parallel_fusion": "Region Fusion (exact, sharp edges; every core)",
@@ -92,10 +93,34 @@ def opened_from_jpeg(layer) -> bool:
     return bool(path) and Path(path).suffix.lower() in JPEG
 
 
+def tables_note(qcs) -> str:
+    """What bounds a deblocking run's estimates, for its status line ('' for nothing): the JPEG file's tables,
+    or the quantisation its pixels show (a constraint with a ``quality``, :mod:`..core.jpeg_history`)."""
+    if qcs is None:
+        return ""
+    if qcs.quality is not None:
+        return f"within the JPEG quantisation its pixels show (quality {qcs.quality})"
+    return JPEG_NOTE
+
+
 def mode_preset(mode: str, layer) -> Preset:
     """The preset a run of ``mode`` on ``layer`` would likely start from: the file preset for a layer opened
-    from a JPEG file where the mode has one."""
-    return get_preset(mode, jpeg=mode in FILE_PRESETS and layer is not None and opened_from_jpeg(layer))
+    from a JPEG file, or whose pixels show a JPEG's quantisation, where the mode has one."""
+    return get_preset(mode, jpeg=mode in FILE_PRESETS and layer is not None and (
+        opened_from_jpeg(layer) or shows_jpeg(layer)))
+
+
+def shows_jpeg(layer) -> bool:
+    """Whether the pixels of ``layer`` (uint8, grey or RGB, one plane) show a JPEG's quantisation (a run
+    deblocks within it, :mod:`..core.jpeg_history`); a few tenths of a second at 2048²."""
+    from ..core.jpeg_history import estimate_quality
+
+    data = layer.data
+    if getattr(layer, "multiscale", False) or not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        return False
+    if not (data.ndim == 2 or (layer.rgb and data.ndim == 3 and data.shape[2] == 3)) or min(data.shape[:2]) < 8:
+        return False
+    return estimate_quality(data) is not None
 
 
 def pixel_iterations(mode: str, shown: Preset, iterations: int) -> int:
@@ -255,7 +280,7 @@ def provenance(params: dict, sel: Selection, snap) -> dict:
         "noise_model": list(snap.noise_model) if snap.noise_model else None,
         "l0_solver": snap.preset.l0_solver,  # the solver used, also when the preset chose it
         # the fraction of each quantisation interval estimates were kept in, when deblocking from the file
-        "jpeg_box": snap.preset.jpeg_box if params.get("jpeg_file") else None,
+        "jpeg_box": snap.preset.jpeg_box if params.get("jpeg_tables") else None,
         "iterations_done": snap.iteration,
         "planes": "all" if sel.plane_index is None else list(sel.plane_index),
         "seconds": round(snap.seconds, 3),
@@ -286,9 +311,9 @@ class Progress:
     """The status line of a run: where it is (plane, tile, iteration of the count the user set) and the
     time left, from the snapshots it is shown, every one of them (planes and tiles begin between shows)."""
 
-    def __init__(self, iterations: int, from_file: bool):
+    def __init__(self, iterations: int, tables: str = ""):
         self.iterations = iterations  # what the user set: iterations of the first plane (tile)
-        self.from_file = from_file
+        self.tables = tables  # what bounds a deblocking run's estimates (tables_note), '' for nothing
         self.unit_start = (0, 0, 0)  # (plane, tile, iteration) where the current plane/tile began
         self.first_timed = None  # (iteration, seconds) of the first fitted iteration, for the time left
 
@@ -316,8 +341,8 @@ class Progress:
             where.append(self._left(snap, rate, count - done_here))
         else:
             where.append("estimating time left…")
-        if self.from_file:
-            where.append(JPEG_NOTE)
+        if self.tables:
+            where.append(self.tables)
         return " · ".join(where)
 
     @staticmethod
@@ -329,14 +354,15 @@ class Progress:
             return cap
         at_most = cap.removeprefix("about ").removesuffix(" left")
         if snap.ends_by is None:  # the rule's first window is not full: it cannot end the plane before it is
+            if snap.preset.patience >= snap.total:  # ... nor before a cap this low
+                return cap
             least = time_left(rate * (snap.preset.patience - snap.iteration)).replace("about", "at least")
             return f"{least} (at most {at_most})"
         return (f"{time_left(rate * min(snap.ends_by - snap.iteration, to_count))} unless the fit keeps improving "
                 f"(at most {at_most})")
 
 
-def finished_text(snap, name: str, from_file: bool) -> str:
-    """The status line once a run has ended with a result."""
+def finished_text(snap, name: str, tables: str = "") -> str:
+    """The status line once a run has ended with a result (``tables``: what bounded it, :func:`tables_note`)."""
     state = "done" if snap.done else f"stopped at iteration {snap.iteration} of {snap.total}"
-    tables = f" ({JPEG_NOTE})" if from_file else ""
-    return f"{state} in {snap.seconds:.1f} s{tables}: {name}"
+    return f"{state} in {snap.seconds:.1f} s{f' ({tables})' if tables else ''}: {name}"

@@ -68,11 +68,13 @@ class L0Preview:
 
         def compute():
             # On the run's own intensity scale and with its λ, so the preview shows what a run's ℓ0 step does;
-            # a run deblocks with the file where it can, so λ as that run chooses it.
+            # a run deblocks with the file (or the quantisation its pixels show) where it can, so λ as that run
+            # chooses it.
             kwargs = {"lam": lam, "method": method, "channel_axis": sel.channel_axis,
                       "dtype": display_dtype(layer, sel)}
             path = jpeg_file(layer, sel)[0] if mode in FILE_PRESETS else None
-            (planes, used), _ = file_or_pixels(lambda **jpeg: l0_preview(sel.data, mode, **kwargs, **jpeg), path)
+            (planes, used), _ = file_or_pixels(lambda **jpeg: l0_preview(sel.data, mode, **kwargs, **jpeg), path,
+                                               sel.data if mode in FILE_PRESETS else None, sel.channel_axis)
             return layer_array(planes, sel), used
 
         worker = self.worker = create_worker(compute, _ignore_errors=True)

@@ -74,7 +74,7 @@ class Job:
         self.sel = sel
         self.params = params
         self.iterations = params["iterations"]  # what the user set: iterations of the first plane (tile)
-        self.progress = Progress(self.iterations, bool(params.get("jpeg_file")))
+        self.progress = Progress(self.iterations, params.get("jpeg_tables", ""))
         self.worker = None
         self.stop_requested = threading.Event()
         self.final = None  # the Tick holding the result, once the worker has rendered it

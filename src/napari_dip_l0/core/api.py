@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .jpeg import JpegConstraint, check_constraint, read_jpeg_constraint
+from .jpeg import JpegConstraint, check_constraint, file_or_pixels, read_jpeg_constraint
 from .l0 import L0_SOLVERS, fft_l0, parallel_fusion, region_fusion
 from .planes import PlaneReader, result_dtype
 from .presets import get_preset
@@ -313,8 +313,10 @@ def dip_l0_deblock(
     ``FILE_PRESETS['deblock']``: the network fits the image and stops by
     itself once it turns to the artefacts (``iterations`` is then a cap), λ
     'auto' follows the file's quantisation step, and every estimate stays
-    consistent with the file. From pixels alone it starts from the 'deblock'
-    preset, tuned for heavy compression (quality ~10).
+    consistent with the file. Pixels that still show their JPEG's
+    quantisation (a decoded JPEG whose file is gone) are treated the same way,
+    within the luma's table read back from them. Other pixels start from the
+    'deblock' preset, tuned for heavy compression (quality ~10).
 
     Parameters
     ----------
@@ -331,9 +333,12 @@ def dip_l0_deblock(
         coefficients and tables bound where the true image can lie, and the
         result is consistent with them: re-encoding it with the file's tables
         gives the file's coefficients (:mod:`napari_dip_l0.core.jpeg`).
-        ``None`` uses ``image`` itself when it is a JPEG path and nothing
-        otherwise; ``False`` deblocks the pixels alone. ``image`` must then be
-        that file's decoded pixels, whole (it is not tiled).
+        ``None`` uses ``image`` itself when it is a JPEG path; for pixels, the
+        quantisation they show where they are a decoded JPEG's, whole and
+        unedited (uint8, on the block grid; the luma's table read back from
+        them, :mod:`napari_dip_l0.core.jpeg_history`), and nothing otherwise.
+        ``False`` deblocks the pixels alone. ``image`` must be the file's
+        decoded pixels, whole (it is not tiled).
 
     Returns
     -------
@@ -379,9 +384,15 @@ def dip_l0_deblock(
                 raise ValueError(f"{exc}; pass jpeg=False to deblock its pixels alone") from None
     elif jpeg is True:
         raise ValueError("jpeg=True needs image to be the path of a JPEG file; otherwise name the file: jpeg=path")
-    return DipL0Run(image, "deblock", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
-                    device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
-                    jpeg=jpeg or None, dtype=dtype).run()
+
+    def build(jpeg=None):
+        return DipL0Run(image, "deblock", lam=lam, iterations=iterations, channel_axis=channel_axis, seed=seed,
+                        device=device, l0_solver=l0_solver, warm_start=warm_start, tile_size=tile_size,
+                        jpeg=jpeg, dtype=dtype)
+
+    if jpeg is None:  # pixels with no file named: within the quantisation they show, if they show one
+        return file_or_pixels(build, None, image, channel_axis)[0].run()
+    return build(jpeg or None).run()
 
 
 def _read_jpeg_pixels(path) -> tuple[np.ndarray, int | None, Path]:

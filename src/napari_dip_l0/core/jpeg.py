@@ -63,6 +63,11 @@ class JpegConstraint:
         vertically and horizontally (2, 2 for 4:2:0 chroma; 1, 1 for luma).
     shape : (int, int)
         Height and width of the image.
+    path : str, optional
+        The file the coefficients were read from.
+    quality : int, optional
+        The quality factor of libjpeg's tables, for a constraint read back
+        from decoded pixels (:mod:`.jpeg_history`) rather than from a file.
 
     Examples
     --------
@@ -76,7 +81,7 @@ class JpegConstraint:
     """
 
     def __init__(self, coefficients: list[np.ndarray], tables: list[np.ndarray], factors: list[tuple[int, int]],
-                 shape: tuple[int, int], path: str | None = None):
+                 shape: tuple[int, int], path: str | None = None, quality: int | None = None):
         if len(coefficients) not in (1, 3) or not len(coefficients) == len(tables) == len(factors):
             raise ValueError("a JPEG constraint needs 1 (grey) or 3 (YCbCr) components with a table and a factor each")
         self.coefficients = [np.asarray(c, np.float64) for c in coefficients]
@@ -84,6 +89,7 @@ class JpegConstraint:
         self.factors = [tuple(int(v) for v in f) for f in factors]
         self.shape = (int(shape[0]), int(shape[1]))
         self.path = path
+        self.quality = quality
         self._cache: dict = {}
 
     @property
@@ -270,17 +276,22 @@ def check_constraint(jpeg, shape: tuple, channel_axis, data_range=None) -> JpegC
     return qcs
 
 
-def file_or_pixels(build: Callable[..., T], path: str | os.PathLike | None) -> tuple[T, str]:
-    """``build(jpeg=<the constraint of path>)`` where the JPEG file can be used, else ``build()``; and why not.
+def file_or_pixels(build: Callable[..., T], path: str | os.PathLike | None, pixels=None,
+                   channel_axis: int | None = None) -> tuple[T, str]:
+    """``build(jpeg=<the constraint of path>)`` where the JPEG file can be used, else from the tables its
+    ``pixels`` show, else ``build()``; and why the file was not used.
 
     The one "deblock from the file, else from the pixels" decision of every front
-    end (napari, ``dip-l0 deblock``, ``dip-l0 batch``). ``build`` makes a run (or a
-    preview) from the decoded pixels, with ``jpeg=`` the file's constraint when
+    end (the API, napari, ``dip-l0 deblock``, ``dip-l0 batch``). ``build`` makes a
+    run (or a preview) from the decoded pixels, with ``jpeg=`` a constraint when
     given. A file whose coefficients cannot be used (CMYK, no ``jpeglib``, pixels
-    of another shape or channel layout, a run too large to fit whole) falls back to
-    the pixels alone, with the first line of the reason as the second value ('' when
-    the file was used or ``path`` is None). A bad setting is not a reason to fall
-    back: ``build()`` raises it as it would without the file.
+    of another shape or channel layout, a run too large to fit whole) is passed
+    over, with the first line of the reason as the second value ('' when the file
+    was used or ``path`` is None). Then, given the ``pixels`` (and their
+    ``channel_axis``), the quantisation they show is read back from them
+    (:func:`.jpeg_history.constraint_from_pixels`: the result's ``jpeg`` has a
+    ``quality``); failing that, the pixels are deblocked alone. A bad setting is
+    not a reason to fall back: ``build()`` raises it as it would without the file.
 
     Examples
     --------
@@ -289,22 +300,32 @@ def file_or_pixels(build: Callable[..., T], path: str | os.PathLike | None) -> t
     >>> file_or_pixels(lambda jpeg=None: "from the file" if jpeg else "from the pixels", None)
     ('from the pixels', '')
     """
+    from .validation import first_line
+
+    why_not = ""
     if path is not None:
         try:
             return build(jpeg=read_jpeg_constraint(path)), ""
         except (ValueError, ImportError, MemoryError) as exc:
-            from .validation import first_line
-
             why_not = first_line(exc)
-        return build(), why_not
-    return build(), ""
+    if pixels is not None:
+        from .jpeg_history import constraint_from_pixels
+
+        qcs = constraint_from_pixels(pixels, channel_axis)
+        if qcs is not None:
+            try:
+                return build(jpeg=qcs), why_not
+            except (ValueError, MemoryError):
+                pass  # settings a constraint does not take (data_range), or too large to fit whole
+    return build(), why_not
 
 
 def run_from_file_or_pixels(image, mode: str = "deblock", path: str | os.PathLike | None = None, *,
-                            pixel_settings: dict | None = None, **settings):
+                            pixel_settings: dict | None = None, tables_from_pixels: bool = True, **settings):
     """The :class:`~napari_dip_l0.core.run.DipL0Run` of ``image``: from the JPEG file ``path`` it was decoded
     from where ``mode`` has a file preset (:data:`~napari_dip_l0.core.presets.FILE_PRESETS`) and the file can be
-    used, else from the pixels alone; and why the file was not used ('' if it was, or there was none).
+    used, else (with ``tables_from_pixels``) within the quantisation its pixels show, else from the pixels
+    alone; and why the file was not used ('' if it was, or there was none).
 
     ``settings`` are :class:`DipL0Run`'s keywords; ``pixel_settings`` override
     some of them for a run on the pixels alone (the napari widget shows the file
@@ -317,7 +338,7 @@ def run_from_file_or_pixels(image, mode: str = "deblock", path: str | os.PathLik
     >>> from napari_dip_l0.core.jpeg import run_from_file_or_pixels
     >>> image = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
     >>> run, why_not = run_from_file_or_pixels(image, "deblock", None, iterations=3, device="cpu")
-    >>> run.jpeg is None, why_not
+    >>> run.jpeg is None, why_not  # noise shows no JPEG's tables
     (True, '')
     """
     from .presets import FILE_PRESETS
@@ -327,7 +348,10 @@ def run_from_file_or_pixels(image, mode: str = "deblock", path: str | os.PathLik
         extra = {} if jpeg is not None else pixel_settings or {}
         return DipL0Run(image, mode, jpeg=jpeg, **{**settings, **extra})
 
-    return file_or_pixels(build, path if mode in FILE_PRESETS else None)
+    if mode not in FILE_PRESETS:
+        return build(), ""
+    pixels = image if tables_from_pixels else None
+    return file_or_pixels(build, path, pixels, settings.get("channel_axis"))
 
 
 def same_pixels(path: str | os.PathLike, pixels: np.ndarray) -> str:

@@ -1,0 +1,187 @@
+"""A JPEG's quantisation read back from its decoded pixels (its compression history).
+
+A decoded JPEG keeps the trace of its file: the 8×8 block DCT of its luma lies
+on multiples of the file's quantisation table, up to the decoder's rounding
+(Fan & de Queiroz, "Identification of bitmap compression history", IEEE TIP
+2003). So pixels that lost their file (pasted into napari, saved again as PNG
+or TIFF) can still be deblocked inside the set of images that file allowed.
+Most encoders (libjpeg and so Pillow, many slide scanners and microscope
+programs) scale libjpeg's standard tables by a quality factor; the quality
+whose table explains the blocks best is found by trying each.
+
+Only the luma is read back: the decoder smooths the subsampled chroma as it
+upsamples it, so its coefficients are not recoverable; the chroma planes are
+left free (an open box). Pixels whose blocks are not on the 8×8 grid from the
+top-left corner (a crop, a resize), or that were never a JPEG, give no table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.fft import dctn
+
+from .jpeg import _RGB_TO_YCC, JpegConstraint
+
+__all__ = ["ijg_table", "estimate_quality", "constraint_from_pixels"]
+
+# libjpeg's standard luminance table (ITU-T T.81, Annex K), natural order.
+_LUMA = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype=np.float64)
+
+# A flat block's 64 pixels round alike, which moves its DC by up to 8 × 0.5; AC terms see the decoder's
+# scattered rounding and the colour conversion's (at most 1.3 in unclipped blocks of the crops measured).
+_TOLERANCE = np.full((8, 8), 2.0)
+_TOLERANCE[0, 0] = 4.5
+_NEED = 0.8  # the fraction of clearly non-zero coefficients the table must explain
+_ABOVE_CHANCE = 0.3  # ... and by how much more than any numbers would: fine tables explain everything
+_FINEST = 95
+_BLOCKS = 4096  # at most this many blocks are tried
+_LEAST = 32  # clearly non-zero coefficients needed to say anything (a 40×48 crop at quality 10 has 41)
+_OPEN = 1e6  # a quantisation step that bounds nothing: the chroma planes are left free
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance table at ``quality`` (1-100), as ``jpeg_quality_scaling`` makes it (baseline).
+
+    Examples
+    --------
+    >>> from napari_dip_l0.core.jpeg_history import ijg_table
+    >>> ijg_table(50)[0, :4]
+    array([16., 11., 10., 16.])
+    >>> float(ijg_table(10)[0, 0])  # Pillow's quality 10: luma DC step 80
+    80.0
+    """
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality  # integers, as libjpeg computes it
+    return np.clip(np.floor((_LUMA * scale + 50) / 100), 1, 255)
+
+
+def _luma(pixels: np.ndarray, colour: bool) -> np.ndarray:
+    """The luma of uint8 pixels, grey (..., H, W) or RGB (..., H, W, 3) with ``colour``, on 0..255, as the
+    encoder computes it."""
+    x = pixels.astype(np.float64)
+    return x @ _RGB_TO_YCC[0] if colour else x
+
+
+def _blocks(plane: np.ndarray) -> np.ndarray:
+    """(by, bx, 8, 8) DCT coefficients of the level-shifted plane, padded to whole blocks as libjpeg pads."""
+    h, w = plane.shape
+    padded = np.pad(plane, ((0, -h % 8), (0, -w % 8)), mode="edge") - 128.0
+    b = padded.reshape(padded.shape[0] // 8, 8, padded.shape[1] // 8, 8).transpose(0, 2, 1, 3)
+    return dctn(b, type=2, norm="ortho", axes=(-2, -1))  # JPEG's FDCT
+
+
+def _check_pixels(pixels) -> np.ndarray:
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"a decoded JPEG is uint8 (H, W) or (H, W, 3); got {arr.dtype} of shape {arr.shape}")
+    if min(arr.shape[:2]) < 8:
+        raise ValueError(f"a decoded JPEG needs at least one whole 8×8 block; got {arr.shape[:2]}")
+    return arr
+
+
+def estimate_quality(pixels) -> tuple[int, float] | None:
+    """The libjpeg quality whose luma table explains ``pixels`` (a decoded JPEG), and the fraction explained.
+
+    Of the tables of qualities 1 to 95, the one that puts the most of the
+    clearly non-zero coefficients of whole, unclipped blocks within the
+    decoder's rounding of a multiple of its steps, beyond the share that
+    numbers at random would show (a fine table explains anything); it must
+    explain at least 80% of them, and 30% more than chance. ``None`` when no
+    table does: pixels that were never a JPEG, were edited (resized, cropped
+    off the block grid, filtered) or so finely compressed that the steps are
+    lost in the rounding (about quality 82 on).
+
+    Parameters
+    ----------
+    pixels : ndarray
+        uint8, (H, W) grey or (H, W, 3) RGB, as the decoder gave them.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> from skimage import data
+    >>> from napari_dip_l0.core.jpeg_history import estimate_quality
+    >>> buf = io.BytesIO()
+    >>> Image.fromarray(data.camera()[:128, :128]).save(buf, "JPEG", quality=20)
+    >>> quality, explained = estimate_quality(np.asarray(Image.open(buf)))
+    >>> quality
+    20
+    >>> estimate_quality(data.camera()[:128, :128]) is None  # never compressed
+    True
+    """
+    arr = _check_pixels(pixels)
+    h, w = arr.shape[0] // 8 * 8, arr.shape[1] // 8 * 8  # whole blocks only
+    blocks = arr[:h, :w].reshape(h // 8, 8, w // 8, 8, *arr.shape[2:]).swapaxes(1, 2).reshape(-1, 8, 8,
+                                                                                               *arr.shape[2:])
+    # The decoder clipped blocks with 0s or 255s: their coefficients moved. Evenly spread blocks are as telling
+    # as all of them, and a 2048² image is read in a fraction of a second.
+    blocks = blocks[~((blocks == 0) | (blocks == 255)).reshape(len(blocks), -1).any(axis=1)]
+    blocks = blocks[:: -(-len(blocks) // _BLOCKS) or 1]
+    coef = dctn(_luma(blocks, arr.ndim == 3) - 128.0, type=2, norm="ortho", axes=(-2, -1))
+    telling = np.abs(coef) > _TOLERANCE
+    if telling.sum() < _LEAST:
+        return None
+    frequency = np.broadcast_to(np.arange(64).reshape(8, 8), coef.shape)[telling]
+
+    def fit(quality: int) -> tuple[float, float]:
+        """The share of the coefficients the table explains, and the share any numbers would: that of each
+        step within the tolerance of a multiple (a fine table explains anything)."""
+        table = ijg_table(quality)
+        off = np.abs(coef - table * np.round(coef / table))
+        explained = float((off <= _TOLERANCE)[telling].mean())
+        return explained, float(np.minimum(1.0, 2 * _TOLERANCE / table).ravel()[frequency].mean())
+
+    fits = {q: fit(q) for q in range(1, _FINEST + 1)}
+    # The table that explains most beyond chance; of equals, the coarsest. A coarser table than the file's
+    # explains few coefficients, a finer one all of them but no more than chance.
+    quality = max(fits, key=lambda q: (round(fits[q][0] - fits[q][1], 6), -q))
+    explained, chance = fits[quality]
+    if explained < _NEED or explained - chance < _ABOVE_CHANCE:
+        return None
+    return quality, explained
+
+
+def constraint_from_pixels(pixels, channel_axis: int | None = None) -> JpegConstraint | None:
+    """The quantisation constraint of the JPEG that ``pixels`` were decoded from, read from them alone.
+
+    The luma's table is the one :func:`estimate_quality` finds and its
+    coefficients are those of the pixels rounded to that table; colour
+    pixels get free chroma planes. ``None`` where no table is found, and for
+    anything a decoder does not give: not uint8 in memory, not (H, W) with no
+    ``channel_axis`` or (H, W, 3) with the last, smaller than a block.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> from skimage import data
+    >>> from napari_dip_l0.core.jpeg_history import constraint_from_pixels
+    >>> buf = io.BytesIO()
+    >>> Image.fromarray(data.astronaut()[:64, :64]).save(buf, "JPEG", quality=10)
+    >>> qcs = constraint_from_pixels(np.asarray(Image.open(buf)), channel_axis=-1)
+    >>> qcs.dc_step, qcs.channels, qcs.quality
+    (80.0, 3, 10)
+    """
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or min(pixels.shape[:2]) < 8:
+        return None
+    grey = pixels.ndim == 2 and channel_axis is None
+    colour = pixels.ndim == 3 and pixels.shape[2] == 3 and channel_axis in (2, -1)
+    if not (grey or colour):
+        return None
+    found = estimate_quality(pixels)
+    if found is None:
+        return None
+    arr = pixels
+    table = ijg_table(found[0])
+    luma = np.round(_blocks(_luma(arr, arr.ndim == 3)) / table)
+    comps, tables = [luma], [table]
+    if arr.ndim == 3:
+        free = np.zeros_like(luma)
+        comps, tables = [luma, free, free], [table, np.full((8, 8), _OPEN), np.full((8, 8), _OPEN)]
+    return JpegConstraint(comps, tables, [(1, 1)] * len(comps), arr.shape[:2], quality=found[0])
