@@ -1,10 +1,12 @@
 """A JPEG's quantisation read back from its decoded pixels, and the deblocking runs that use it."""
 
 import io
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -42,18 +44,40 @@ def test_table_quality_is_checked():
 @given(quality=st.integers(5, 75), colour=st.booleans(), subsampling=st.sampled_from([0, 2]))
 def test_the_quality_of_a_decoded_jpeg_is_found(quality, colour, subsampling):
     decoded = _decoded(PHOTO if colour else GREY, quality, subsampling=subsampling)
-    found, explained = estimate_quality(decoded)
+    found, explained, origin = estimate_quality(decoded)
     # Neighbouring qualities may share a table, or differ by a step of 1 within the decoder's rounding.
-    assert np.abs(ijg_table(found) - ijg_table(quality)).max() <= 1 and explained >= 0.9
+    assert np.abs(ijg_table(found) - ijg_table(quality)).max() <= 1 and explained >= 0.9 and origin == (0, 0)
 
 
-@pytest.mark.parametrize("case", ["never compressed", "noise", "off the grid", "resized", "float", "too small"])
+@pytest.mark.parametrize("origin", [(3, 5), (7, 1), (0, 6)])
+def test_a_crop_off_the_block_grid_is_read_on_its_grid(origin):
+    decoded = _decoded(PHOTO, 20)
+    crop = decoded[origin[0] :, origin[1] :]
+    found = estimate_quality(crop)
+    assert (found.quality, found.origin) == (20, origin)
+    qcs = constraint_from_pixels(crop, channel_axis=-1)
+    assert qcs.origin == origin and qcs.shape == crop.shape[:2]
+    # The crop is inside its set, blocks cut by its edges included; a noisy copy is projected back into it.
+    assert qcs.violation(crop / 255.0)[0] < 0.05
+    noisy = np.clip(crop / 255.0 + np.random.default_rng(0).normal(0, 0.05, crop.shape), 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
+    assert qcs.violation(x)[0] > 0.2
+    projected = qcs.project(x, rounds=30)
+    assert qcs.violation(projected)[0] < 0.05 and projected.shape == x.shape
+
+
+@pytest.mark.parametrize("case", ["never compressed", "noise", "resized", "halved", "constant", "stripes", "labels",
+                                  "float", "too small"])
 def test_pixels_that_show_no_quantisation_give_none(case):
     rng = np.random.default_rng(0)
     image = {
         "never compressed": PHOTO,
         "noise": rng.integers(0, 256, (64, 64), dtype=np.uint8),
-        "off the grid": _decoded(PHOTO, 10)[3:, 5:],  # a crop that is not on the 8×8 grid
+        "halved": _decoded(PHOTO, 10) // 2,
+        # Drawn images repeat a few coefficient values in every block, which some table fits by chance.
+        "constant": np.full((64, 64), 10, np.uint8),
+        "stripes": np.repeat((np.arange(64) // 5 % 3 * 60 + 20).astype(np.uint8)[:, None], 64, axis=1),
+        "labels": (rng.integers(0, 6, (16, 16)).repeat(8, 0).repeat(8, 1) * 40 + 10).astype(np.uint8),
         "resized": np.asarray(Image.fromarray(_decoded(PHOTO, 10)).resize((80, 80))),
         "float": _decoded(PHOTO, 10) / 255.0,
         "too small": _decoded(PHOTO, 10)[:6, :40],
@@ -68,6 +92,12 @@ def test_pixels_that_show_no_quantisation_give_none(case):
 
 def test_only_grey_or_rgb_with_its_channel_axis_last_is_read():
     decoded = _decoded(PHOTO, 10)
+    assert constraint_from_pixels(np.array(5, np.uint8)) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one row or column of blocks: no numpy warnings of empty slices
+        for thin in (decoded[:8, :64], decoded[:64, :8], decoded[:8, :8]):
+            found = constraint_from_pixels(np.ascontiguousarray(thin), channel_axis=-1)
+            assert found is None or (found.quality, found.shape) == (10, thin.shape[:2])
     assert constraint_from_pixels(decoded, channel_axis=-1) is not None
     assert constraint_from_pixels(decoded) is None  # (H, W, 3) without a channel axis is a stack, not colour
     assert constraint_from_pixels(np.moveaxis(decoded, -1, 0), channel_axis=0) is None
@@ -106,6 +136,11 @@ def test_a_deblocking_run_on_decoded_pixels_uses_what_they_show():
     # A bad setting is still an error, not a reason to fall back.
     with pytest.raises(ValueError, match="device"):
         run_from_file_or_pixels(decoded, "deblock", None, channel_axis=-1, device="nope")
+
+
+def test_api_refuses_an_empty_file_name():
+    with pytest.raises(ValueError, match="names no file"):
+        dip_l0_deblock(_decoded(GREY[:16, :16], 10), jpeg="", iterations=1, device="cpu")
 
 
 def test_api_deblocks_decoded_pixels_within_their_quantisation():

@@ -196,3 +196,31 @@ def test_gc_hold_survives_unpaired_calls():
     assert gc.get_freeze_count() > 0
     hold.release("c")
     assert gc.get_freeze_count() == 0
+
+
+def test_a_tick_during_the_activity_bars_making_opens_no_second_bar(monkeypatch):
+    # Making napari's progress bar can run pending Qt events, among them the run's next tick.
+    import napari.utils
+
+    from napari_dip_l0._widget.status import Activity
+
+    activity, made = Activity(), []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total, self.n, self.closed = total, 0, False
+            made.append(self)
+            activity.show(2, total, desc)  # the tick Qt runs meanwhile
+
+        def update(self, step):
+            self.n += step
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(napari.utils, "progress", Bar)
+    activity.show(1, 10, "run")
+    assert len(made) == 1 and made[0].n == 1
+    activity.show(5, 10, "run")
+    activity.close(done=7)
+    assert made[0].n == 7 and made[0].closed

@@ -56,6 +56,7 @@ class Activity:
     def __init__(self):
         self._bar = None
         self._closed = False
+        self._opening = False
 
     def show(self, done: int, total: int, desc: str) -> None:
         """Iterations ``done`` of ``total``; the first call opens the bar under ``desc``."""
@@ -64,7 +65,13 @@ class Activity:
         if self._closed:
             return
         if self._bar is None:
-            bar = progress(total=total, desc=desc)
+            if self._opening:  # a tick that Qt ran while the bar is being made: the next one counts
+                return
+            self._opening = True
+            try:
+                bar = progress(total=total, desc=desc)
+            finally:
+                self._opening = False
             if self._closed:  # making it let Qt run the run's end: it must not outlive the run
                 bar.close()
                 return

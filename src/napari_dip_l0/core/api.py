@@ -375,6 +375,8 @@ def dip_l0_deblock(
                         "image at once, and JPEG images fit in memory; pass np.asarray(image)")
     if jpeg is not None and not isinstance(jpeg, (bool, str, os.PathLike, JpegConstraint)):
         raise TypeError(f"jpeg must be a path, a JpegConstraint, True, False or None; got {type(jpeg).__name__}")
+    if isinstance(jpeg, (str, os.PathLike)) and not str(jpeg).strip():
+        raise ValueError("jpeg='' names no file: pass the JPEG file's path, None, or False for the pixels alone")
     if isinstance(image, (str, os.PathLike)):
         image, channel_axis, path = _read_jpeg_pixels(image)
         if jpeg is None or jpeg is True:

@@ -48,6 +48,16 @@ def _dct_matrix(dtype, device) -> torch.Tensor:
     return d.to(dtype=dtype, device=device)
 
 
+def _fold(delta: torch.Tensor, start: int, size: int) -> torch.Tensor:
+    """A change of padded samples (along the first axis) as the least-squares change of the ``size`` image
+    samples from ``start`` that the padding repeats: the first and last take the mean of what repeats them."""
+    end = start + size
+    if size == 1:
+        return delta.mean(0, keepdim=True)
+    inner = delta[start + 1 : end - 1]
+    return torch.cat([delta[: start + 1].mean(0, keepdim=True), inner, delta[end - 1 :].mean(0, keepdim=True)], 0)
+
+
 class JpegConstraint:
     """The quantisation constraint set of one baseline or progressive JPEG file.
 
@@ -68,6 +78,12 @@ class JpegConstraint:
     quality : int, optional
         The quality factor of libjpeg's tables, for a constraint read back
         from decoded pixels (:mod:`.jpeg_history`) rather than from a file.
+    origin : (int, int)
+        Where the image's first pixel lies in the file's block grid (rows,
+        columns, each 0 to 7): (0, 0) for a file; a crop of a decoded JPEG
+        off its grid starts inside a block. Blocks over the top or left edge
+        are then projected by the same least-squares step as those over the
+        bottom and right.
 
     Examples
     --------
@@ -81,7 +97,8 @@ class JpegConstraint:
     """
 
     def __init__(self, coefficients: list[np.ndarray], tables: list[np.ndarray], factors: list[tuple[int, int]],
-                 shape: tuple[int, int], path: str | None = None, quality: int | None = None):
+                 shape: tuple[int, int], path: str | None = None, quality: int | None = None,
+                 origin: tuple[int, int] = (0, 0)):
         if len(coefficients) not in (1, 3) or not len(coefficients) == len(tables) == len(factors):
             raise ValueError("a JPEG constraint needs 1 (grey) or 3 (YCbCr) components with a table and a factor each")
         self.coefficients = [np.asarray(c, np.float64) for c in coefficients]
@@ -90,6 +107,9 @@ class JpegConstraint:
         self.shape = (int(shape[0]), int(shape[1]))
         self.path = path
         self.quality = quality
+        self.origin = (int(origin[0]), int(origin[1]))
+        if not all(0 <= o < 8 for o in self.origin):
+            raise ValueError(f"origin must lie within the first block (0 to 7 each), got {origin}")
         self._cache: dict = {}
 
     @property
@@ -113,10 +133,10 @@ class JpegConstraint:
         return self._cache[key]
 
     def _padded(self) -> tuple[int, int]:
-        """Image size padded so that every component's blocks are covered."""
+        """Image size padded (before it, by the origin; after it) so that every component's blocks are covered."""
         hp = max(c.shape[0] * 8 * f[0] for c, f in zip(self.coefficients, self.factors))
         wp = max(c.shape[1] * 8 * f[1] for c, f in zip(self.coefficients, self.factors))
-        return max(hp, self.shape[0]), max(wp, self.shape[1])
+        return max(hp, self.origin[0] + self.shape[0]), max(wp, self.origin[1] + self.shape[1])
 
     def _planes(self, x: torch.Tensor, to_ycc: torch.Tensor) -> torch.Tensor:
         """(1, C, H, W) on [0, 1] -> padded sample planes (C, Hp, Wp) on 0..255 in the file's colour space."""
@@ -126,7 +146,8 @@ class JpegConstraint:
         if self.channels == 3:
             x255 = torch.einsum("ij,jhw->ihw", to_ycc, x255)
             x255 = x255 + torch.tensor([0.0, 128.0, 128.0], dtype=x.dtype, device=x.device)[:, None, None]
-        return F.pad(x255[None], (0, wp - w, 0, hp - h), mode="replicate")[0]
+        oy, ox = self.origin
+        return F.pad(x255[None], (ox, wp - w - ox, oy, hp - h - oy), mode="replicate")[0]
 
     def _block_offsets(self, planes: torch.Tensor, dct: torch.Tensor, comps, box: float) -> list[torch.Tensor]:
         """Per component: the change of its (subsampled) samples that moves every block into its box
@@ -169,7 +190,7 @@ class JpegConstraint:
             raise ValueError(f"box must be between 0 and 1 (a fraction of the quantisation interval), got {box}")
         self._check(x)
         dct, comps, to_ycc, to_rgb = self._tensors(x.dtype, x.device)
-        h, w = self.shape
+        (h, w), (oy, ox) = self.shape, self.origin
         for _ in range(rounds):
             planes = self._planes(x, to_ycc)
             deltas = self._block_offsets(planes, dct, comps, box)
@@ -179,14 +200,10 @@ class JpegConstraint:
                 if (fy, fx) != (1, 1):
                     # Repeating a change of the averaged samples moves their average by exactly that change.
                     delta = delta.repeat_interleave(fy, 0).repeat_interleave(fx, 1)
-                # Samples past the image edge repeat its last row and column: fold their change back onto
-                # that row and column (the least-squares step), so the edge blocks converge like the others.
-                if delta.shape[0] > h:
-                    delta = torch.cat([delta[: h - 1], delta[h - 1 :].mean(0, keepdim=True)], 0)
-                if delta.shape[1] > w:
-                    delta = torch.cat([delta[:, : w - 1], delta[:, w - 1 :].mean(1, keepdim=True)], 1)
-                planes[c, : delta.shape[0], : delta.shape[1]] += delta
-            img = planes[:, :h, :w]
+                # Samples past the image's edges repeat its first and last rows and columns: fold their change
+                # back onto those (the least-squares step), so the edge blocks converge like the others.
+                planes[c, oy : oy + h, ox : ox + w] += _fold(_fold(delta, oy, h).T, ox, w).T
+            img = planes[:, oy : oy + h, ox : ox + w]
             if self.channels == 3:
                 img = img - torch.tensor([0.0, 128.0, 128.0], dtype=x.dtype, device=x.device)[:, None, None]
                 img = torch.einsum("ij,jhw->ihw", to_rgb, img)

@@ -11,18 +11,21 @@ whose table explains the blocks best is found by trying each.
 
 Only the luma is read back: the decoder smooths the subsampled chroma as it
 upsamples it, so its coefficients are not recoverable; the chroma planes are
-left free (an open box). Pixels whose blocks are not on the 8×8 grid from the
-top-left corner (a crop, a resize), or that were never a JPEG, give no table.
+left free (an open box). A crop whose corner is off the block grid is read on
+the grid its pixels show; pixels that were resized or filtered, or never were
+a JPEG, give no table.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from scipy.fft import dctn
 
 from .jpeg import _RGB_TO_YCC, JpegConstraint
 
-__all__ = ["ijg_table", "estimate_quality", "constraint_from_pixels"]
+__all__ = ["JpegHistory", "constraint_from_pixels", "estimate_quality", "ijg_table"]
 
 # libjpeg's standard luminance table (ITU-T T.81, Annex K), natural order.
 _LUMA = np.array([
@@ -39,7 +42,8 @@ _NEED = 0.8  # the fraction of clearly non-zero coefficients the table must expl
 _ABOVE_CHANCE = 0.3  # ... and by how much more than any numbers would: fine tables explain everything
 _FINEST = 95
 _BLOCKS = 4096  # at most this many blocks are tried
-_LEAST = 32  # clearly non-zero coefficients needed to say anything (a 40×48 crop at quality 10 has 41)
+_SCREEN = 512  # ... and this many for each place the block grid might start
+_LEAST = 16  # distinct clearly non-zero coefficients needed to say anything (a 40×48 crop at quality 10 has 18)
 _OPEN = 1e6  # a quantisation step that bounds nothing: the chroma planes are left free
 
 
@@ -84,17 +88,86 @@ def _check_pixels(pixels) -> np.ndarray:
     return arr
 
 
-def estimate_quality(pixels) -> tuple[int, float] | None:
-    """The libjpeg quality whose luma table explains ``pixels`` (a decoded JPEG), and the fraction explained.
+class JpegHistory(NamedTuple):
+    """What :func:`estimate_quality` reads from a decoded JPEG's pixels."""
+
+    quality: int  # libjpeg's quality factor (1-95) whose luma table the blocks lie on
+    explained: float  # the share of the clearly non-zero coefficients that table explains
+    origin: tuple[int, int]  # where the first pixel lies in the block grid (rows, columns; (0, 0) unless cropped)
+
+
+def _grid_starts(luma: np.ndarray) -> list[tuple[int, int]]:
+    """Where whole blocks may start (first row, first column): the image's corner, and the two phases of each
+    axis at which neighbouring rows (columns) differ most: block edges are where a JPEG's pixels jump, but
+    texture can move the largest jump by a pixel (an H&E crop at quality 60), so the table decides."""
+    phases = []
+    for axis in (0, 1):
+        if luma.shape[axis] <= 8:  # one block: it starts at the corner
+            phases.append([0])
+            continue
+        step = np.abs(np.diff(luma, axis=axis)).mean(axis=1 - axis)
+        # the step between samples i and i + 1 is a block edge when i + 1 starts a block
+        edge = np.array([step[(p - 1) % 8 :: 8].mean() for p in range(8)])
+        phases.append([int(p) for p in np.argsort(-edge, kind="stable")[:2]])
+    starts = [(0, 0)] + [(r, c) for r in phases[0] for c in phases[1]]
+    return list(dict.fromkeys(starts))
+
+
+def _history(arr: np.ndarray, start: tuple[int, int], most: int) -> JpegHistory | None:
+    """The table that explains best (at most ``most`` of) the whole blocks from ``start``, if it explains them."""
+    colour = arr.ndim == 3
+    arr = arr[start[0] :, start[1] :]
+    h, w = arr.shape[0] // 8 * 8, arr.shape[1] // 8 * 8  # whole blocks only
+    if h == 0 or w == 0:
+        return None
+    blocks = arr[:h, :w].reshape(h // 8, 8, w // 8, 8, *arr.shape[2:]).swapaxes(1, 2).reshape(-1, 8, 8,
+                                                                                               *arr.shape[2:])
+    # The decoder clipped blocks with 0s or 255s: their coefficients moved. Evenly spread blocks are as telling
+    # as all of them, and a 2048² image is read in a fraction of a second.
+    blocks = blocks[~((blocks == 0) | (blocks == 255)).reshape(len(blocks), -1).any(axis=1)]
+    blocks = blocks[:: -(-len(blocks) // most) or 1]
+    coef = dctn(_luma(blocks, colour) - 128.0, type=2, norm="ortho", axes=(-2, -1))
+    # Each distinct clearly non-zero (frequency, value) once: flat or drawn images (a constant, stripes, a
+    # checkerboard) repeat a few values in every block, which some table always fits by chance.
+    frequency = np.broadcast_to(np.arange(64).reshape(8, 8), coef.shape)
+    telling = np.abs(coef) > _TOLERANCE
+    pairs = np.unique(np.stack([frequency[telling], np.round(coef[telling] * 4)], axis=1), axis=0)
+    if len(pairs) < _LEAST:
+        return None
+    frequency, values = pairs[:, 0].astype(int), pairs[:, 1] / 4
+    tolerance = _TOLERANCE.ravel()[frequency]
+
+    def fit(quality: int) -> tuple[float, float]:
+        """The share of the coefficients the table explains, and the share any numbers would: that of each
+        step within the tolerance of a multiple (a fine table explains anything)."""
+        step = ijg_table(quality).ravel()[frequency]
+        explained = float((np.abs(values - step * np.round(values / step)) <= tolerance).mean())
+        return explained, float(np.minimum(1.0, 2 * tolerance / step).mean())
+
+    fits = {q: fit(q) for q in range(1, _FINEST + 1)}
+    # The table that explains most beyond chance; of equals, the coarsest. A coarser table than the file's
+    # explains few coefficients, a finer one all of them but no more than chance.
+    quality = max(fits, key=lambda q: (round(fits[q][0] - fits[q][1], 6), -q))
+    explained, chance = fits[quality]
+    if explained < _NEED or explained - chance < _ABOVE_CHANCE:
+        return None
+    return JpegHistory(quality, explained, ((8 - start[0]) % 8, (8 - start[1]) % 8))
+
+
+def estimate_quality(pixels) -> JpegHistory | None:
+    """The libjpeg quality whose luma table explains ``pixels`` (a decoded JPEG, or a crop of one), the share
+    of coefficients it explains, and where the block grid lies.
 
     Of the tables of qualities 1 to 95, the one that puts the most of the
     clearly non-zero coefficients of whole, unclipped blocks within the
     decoder's rounding of a multiple of its steps, beyond the share that
     numbers at random would show (a fine table explains anything); it must
-    explain at least 80% of them, and 30% more than chance. ``None`` when no
-    table does: pixels that were never a JPEG, were edited (resized, cropped
-    off the block grid, filtered) or so finely compressed that the steps are
-    lost in the rounding (about quality 82 on).
+    explain at least 80% of them, and 30% more than chance. The block grid
+    is tried at the image's corner and where neighbouring pixels jump most
+    (block edges); the one whose table explains most is kept. ``None`` when no table does:
+    pixels that were never a JPEG, were resized or filtered, or so finely
+    compressed that the steps are lost in the rounding (about quality 82
+    on).
 
     Parameters
     ----------
@@ -109,49 +182,29 @@ def estimate_quality(pixels) -> tuple[int, float] | None:
     >>> from napari_dip_l0.core.jpeg_history import estimate_quality
     >>> buf = io.BytesIO()
     >>> Image.fromarray(data.camera()[:128, :128]).save(buf, "JPEG", quality=20)
-    >>> quality, explained = estimate_quality(np.asarray(Image.open(buf)))
-    >>> quality
+    >>> decoded = np.asarray(Image.open(buf))
+    >>> estimate_quality(decoded).quality
     20
+    >>> estimate_quality(decoded[3:, 5:]).origin  # a crop off the grid
+    (3, 5)
     >>> estimate_quality(data.camera()[:128, :128]) is None  # never compressed
     True
     """
     arr = _check_pixels(pixels)
-    h, w = arr.shape[0] // 8 * 8, arr.shape[1] // 8 * 8  # whole blocks only
-    blocks = arr[:h, :w].reshape(h // 8, 8, w // 8, 8, *arr.shape[2:]).swapaxes(1, 2).reshape(-1, 8, 8,
-                                                                                               *arr.shape[2:])
-    # The decoder clipped blocks with 0s or 255s: their coefficients moved. Evenly spread blocks are as telling
-    # as all of them, and a 2048² image is read in a fraction of a second.
-    blocks = blocks[~((blocks == 0) | (blocks == 255)).reshape(len(blocks), -1).any(axis=1)]
-    blocks = blocks[:: -(-len(blocks) // _BLOCKS) or 1]
-    coef = dctn(_luma(blocks, arr.ndim == 3) - 128.0, type=2, norm="ortho", axes=(-2, -1))
-    telling = np.abs(coef) > _TOLERANCE
-    if telling.sum() < _LEAST:
-        return None
-    frequency = np.broadcast_to(np.arange(64).reshape(8, 8), coef.shape)[telling]
-
-    def fit(quality: int) -> tuple[float, float]:
-        """The share of the coefficients the table explains, and the share any numbers would: that of each
-        step within the tolerance of a multiple (a fine table explains anything)."""
-        table = ijg_table(quality)
-        off = np.abs(coef - table * np.round(coef / table))
-        explained = float((off <= _TOLERANCE)[telling].mean())
-        return explained, float(np.minimum(1.0, 2 * _TOLERANCE / table).ravel()[frequency].mean())
-
-    fits = {q: fit(q) for q in range(1, _FINEST + 1)}
-    # The table that explains most beyond chance; of equals, the coarsest. A coarser table than the file's
-    # explains few coefficients, a finer one all of them but no more than chance.
-    quality = max(fits, key=lambda q: (round(fits[q][0] - fits[q][1], 6), -q))
-    explained, chance = fits[quality]
-    if explained < _NEED or explained - chance < _ABOVE_CHANCE:
-        return None
-    return quality, explained
+    starts = _grid_starts(_luma(arr, arr.ndim == 3))
+    if len(starts) > 1:  # a few hundred blocks tell the grid; all of them (up to _BLOCKS) the table
+        screened = [(f.explained, start) for start in starts if (f := _history(arr, start, _SCREEN)) is not None]
+        if not screened:
+            return None
+        starts = [max(screened)[1]]
+    return _history(arr, starts[0], _BLOCKS)
 
 
 def constraint_from_pixels(pixels, channel_axis: int | None = None) -> JpegConstraint | None:
     """The quantisation constraint of the JPEG that ``pixels`` were decoded from, read from them alone.
 
-    The luma's table is the one :func:`estimate_quality` finds and its
-    coefficients are those of the pixels rounded to that table; colour
+    The luma's table and block grid are those :func:`estimate_quality` finds
+    and its coefficients are those of the pixels rounded to that table; colour
     pixels get free chroma planes. ``None`` where no table is found, and for
     anything a decoder does not give: not uint8 in memory, not (H, W) with no
     ``channel_axis`` or (H, W, 3) with the last, smaller than a block.
@@ -168,7 +221,7 @@ def constraint_from_pixels(pixels, channel_axis: int | None = None) -> JpegConst
     >>> qcs.dc_step, qcs.channels, qcs.quality
     (80.0, 3, 10)
     """
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or min(pixels.shape[:2]) < 8:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim < 2 or min(pixels.shape[:2]) < 8:
         return None
     grey = pixels.ndim == 2 and channel_axis is None
     colour = pixels.ndim == 3 and pixels.shape[2] == 3 and channel_axis in (2, -1)
@@ -177,11 +230,13 @@ def constraint_from_pixels(pixels, channel_axis: int | None = None) -> JpegConst
     found = estimate_quality(pixels)
     if found is None:
         return None
-    arr = pixels
-    table = ijg_table(found[0])
-    luma = np.round(_blocks(_luma(arr, arr.ndim == 3)) / table)
-    comps, tables = [luma], [table]
-    if arr.ndim == 3:
-        free = np.zeros_like(luma)
-        comps, tables = [luma, free, free], [table, np.full((8, 8), _OPEN), np.full((8, 8), _OPEN)]
-    return JpegConstraint(comps, tables, [(1, 1)] * len(comps), arr.shape[:2], quality=found[0])
+    table = ijg_table(found.quality)
+    # Samples before the image's corner, in its first blocks, repeat its first row and column.
+    luma = np.pad(_luma(pixels, colour), ((found.origin[0], 0), (found.origin[1], 0)), mode="edge")
+    coefficients = np.round(_blocks(luma) / table)
+    comps, tables = [coefficients], [table]
+    if colour:
+        free = np.zeros_like(coefficients)
+        comps, tables = [coefficients, free, free], [table, np.full((8, 8), _OPEN), np.full((8, 8), _OPEN)]
+    return JpegConstraint(comps, tables, [(1, 1)] * len(comps), pixels.shape[:2], quality=found.quality,
+                          origin=found.origin)
