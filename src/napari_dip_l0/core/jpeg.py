@@ -13,9 +13,9 @@ The model follows libjpeg's encoder: JFIF full-range YCbCr, chroma
 subsampled by averaging, planes padded to whole blocks by repeating the last
 row and column, orthonormal 8×8 DCT-II of the level-shifted samples. Blocks
 that lie wholly inside the image are projected exactly; blocks over the
-right or bottom edge by a least-squares step (their padding repeats the
-edge, so not every coefficient is reachable), which converges in a few
-rounds.
+right or bottom edge (or, for a crop off the block grid, the top or left) by
+a least-squares step (their padding repeats the edge, so not every
+coefficient is reachable), which converges in a few rounds.
 """
 
 from __future__ import annotations
