@@ -221,7 +221,9 @@ def constraint_from_pixels(pixels, channel_axis: int | None = None) -> JpegConst
     >>> qcs.dc_step, qcs.channels, qcs.quality
     (80.0, 3, 10)
     """
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim < 2 or min(pixels.shape[:2]) < 8:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim < 2:
+        return None
+    if min(pixels.shape[:2]) < 8:
         return None
     grey = pixels.ndim == 2 and channel_axis is None
     colour = pixels.ndim == 3 and pixels.shape[2] == 3 and channel_axis in (2, -1)
