@@ -27,11 +27,11 @@ def _decoded(image, quality, **kwargs):
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())))
 
 
-@pytest.mark.parametrize("quality", [1, 5, 10, 25, 50, 75, 95, 100])
-def test_tables_are_libjpegs(tmp_path, quality):
+def test_tables_are_libjpegs(tmp_path):
     path = tmp_path / "q.jpg"
-    Image.fromarray(GREY).save(path, quality=quality)
-    np.testing.assert_array_equal(ijg_table(quality), read_jpeg_constraint(path).tables[0])
+    for quality in range(1, 101):  # libjpeg scales in integers: a float scale differs at 28, 30, 33, ...
+        Image.fromarray(GREY[:16, :16]).save(path, quality=quality)
+        np.testing.assert_array_equal(ijg_table(quality), read_jpeg_constraint(path).tables[0], err_msg=str(quality))
 
 
 def test_table_quality_is_checked():
