@@ -43,6 +43,7 @@ _ABOVE_CHANCE = 0.3  # ... and by how much more than any numbers would: fine tab
 _FINEST = 95
 _BLOCKS = 4096  # at most this many blocks are tried
 _SCREEN = 512  # ... and this many for each place the block grid might start
+_GRID = 1024  # rows and columns from the corner that show where the block edges are
 _LEAST = 16  # distinct clearly non-zero coefficients needed to say anything (a 40×48 crop at quality 10 has 18)
 _OPEN = 1e6  # a quantisation step that bounds nothing: the chroma planes are left free
 
@@ -117,13 +118,17 @@ def _history(arr: np.ndarray, start: tuple[int, int], most: int) -> JpegHistory 
     """The table that explains best (at most ``most`` of) the whole blocks from ``start``, if it explains them."""
     colour = arr.ndim == 3
     arr = arr[start[0] :, start[1] :]
-    h, w = arr.shape[0] // 8 * 8, arr.shape[1] // 8 * 8  # whole blocks only
-    if h == 0 or w == 0:
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
         return None
-    blocks = arr[:h, :w].reshape(h // 8, 8, w // 8, 8, *arr.shape[2:]).swapaxes(1, 2).reshape(-1, 8, 8,
-                                                                                               *arr.shape[2:])
-    # The decoder clipped blocks with 0s or 255s: their coefficients moved. Evenly spread blocks are as telling
-    # as all of them, and a 2048² image is read in a fraction of a second.
+    # Whole blocks as a view (rows, columns[, channel], 8, 8); evenly spread ones are as telling as all of them,
+    # so only those are gathered, and a 4096² image is read as fast as a small one.
+    grid = np.lib.stride_tricks.sliding_window_view(arr, (8, 8), axis=(0, 1))[::8, ::8]
+    n = grid.shape[0] * grid.shape[1]
+    pick = np.unique(np.linspace(0, n - 1, min(n, 2 * most)).astype(np.int64))
+    blocks = grid[pick // grid.shape[1], pick % grid.shape[1]]
+    if colour:
+        blocks = np.moveaxis(blocks, 1, -1)  # (n, 8, 8, 3)
+    # The decoder clipped blocks with 0s or 255s: their coefficients moved.
     blocks = blocks[~((blocks == 0) | (blocks == 255)).reshape(len(blocks), -1).any(axis=1)]
     blocks = blocks[:: -(-len(blocks) // most) or 1]
     coef = dctn(_luma(blocks, colour) - 128.0, type=2, norm="ortho", axes=(-2, -1))
@@ -191,7 +196,7 @@ def estimate_quality(pixels) -> JpegHistory | None:
     True
     """
     arr = _check_pixels(pixels)
-    starts = _grid_starts(_luma(arr, arr.ndim == 3))
+    starts = _grid_starts(_luma(arr[:_GRID, :_GRID], arr.ndim == 3))  # the corner's 1024² tell the grid
     if len(starts) > 1:  # a few hundred blocks tell the grid; all of them (up to _BLOCKS) the table
         screened = [(f.explained, start) for start in starts if (f := _history(arr, start, _SCREEN)) is not None]
         if not screened:
