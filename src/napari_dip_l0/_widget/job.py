@@ -113,12 +113,10 @@ def mode_preset(mode: str, layer) -> Preset:
 def shows_jpeg(layer) -> bool:
     """Whether the pixels of ``layer`` (uint8, grey or RGB, one plane) show a JPEG's quantisation (a run
     deblocks within it, :mod:`..core.jpeg_history`); 0.2 s for a 4096² RGB layer."""
-    from ..core.jpeg_history import estimate_quality
+    from ..core.jpeg_history import estimate_quality, readable
 
     data = layer.data
-    if getattr(layer, "multiscale", False) or not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-        return False
-    if not (data.ndim == 2 or (layer.rgb and data.ndim == 3 and data.shape[2] == 3)) or min(data.shape[:2]) < 8:
+    if getattr(layer, "multiscale", False) or not readable(data, -1 if layer.rgb else None):
         return False
     return estimate_quality(data) is not None
 

@@ -25,7 +25,7 @@ from scipy.fft import dctn
 
 from .jpeg import _RGB_TO_YCC, JpegConstraint
 
-__all__ = ["JpegHistory", "constraint_from_pixels", "estimate_quality", "ijg_table"]
+__all__ = ["JpegHistory", "constraint_from_pixels", "estimate_quality", "ijg_table", "readable"]
 
 # libjpeg's standard luminance table (ITU-T T.81, Annex K), natural order.
 _LUMA = np.array([
@@ -87,6 +87,18 @@ def _check_pixels(pixels) -> np.ndarray:
     if min(arr.shape[:2]) < 8:
         raise ValueError(f"a decoded JPEG needs at least one whole 8×8 block; got {arr.shape[:2]}")
     return arr
+
+
+def readable(pixels, channel_axis: int | None = None) -> bool:
+    """Whether ``pixels`` (with ``channel_axis``) are what a JPEG decoder gives: an array in memory, uint8,
+    (H, W) with no channel axis or (H, W, 3) with the last, at least one block a side."""
+    if not isinstance(pixels, np.ndarray) or pixels.ndim not in (2, 3):
+        return False
+    try:
+        _check_pixels(pixels)
+    except ValueError:
+        return False
+    return channel_axis is None if pixels.ndim == 2 else channel_axis in (2, -1)
 
 
 class JpegHistory(NamedTuple):
@@ -226,14 +238,9 @@ def constraint_from_pixels(pixels, channel_axis: int | None = None) -> JpegConst
     >>> qcs.dc_step, qcs.channels, qcs.quality
     (80.0, 3, 10)
     """
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim < 2:
+    if not readable(pixels, channel_axis):
         return None
-    if min(pixels.shape[:2]) < 8:
-        return None
-    grey = pixels.ndim == 2 and channel_axis is None
-    colour = pixels.ndim == 3 and pixels.shape[2] == 3 and channel_axis in (2, -1)
-    if not (grey or colour):
-        return None
+    colour = pixels.ndim == 3
     found = estimate_quality(pixels)
     if found is None:
         return None
