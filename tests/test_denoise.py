@@ -332,6 +332,49 @@ def test_stopping_rule_ends_each_plane_of_a_stack():
     np.testing.assert_array_equal(ends[0].image[0], out[0])
 
 
+def _fitted(preset, plane, steps=None):
+    """A fit of ``plane`` run ``steps`` steps, or until its stopping rule ends it."""
+    fit = AdmmFit(plane.shape, preset, seed=0, device=torch.device("cpu"))
+    fit.start(plane)
+    while fit.iteration < (preset.iterations if steps is None else steps) and not (steps is None and fit.stalled):
+        fit.step()
+    return fit
+
+
+def _same_state(a: AdmmFit, b: AdmmFit) -> bool:
+    nets = all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+    moments = [[v for s in f.opt.state.values() for v in s.values()] for f in (a, b)]
+    return nets and all(torch.equal(x, y) for x, y in zip(*moments)) and torch.equal(a.u, b.u)
+
+
+def test_a_warm_plane_starts_from_the_fit_at_the_estimate_the_rule_kept():
+    rng = np.random.default_rng(0)
+    first, second = (np.clip(0.5 + 0.2 * rng.standard_normal((24, 24, 1)), 0, 1).astype(np.float32) for _ in "ab")
+    fit = _fitted(_stopping(patience=5, iterations=400), first)
+    kept = fit.best_iteration
+    assert 0 < kept < fit.iteration  # the rule ran past the estimate it kept
+    fit.start(second)
+    # Network, Adam's moments and the dual are those of an uninterrupted fit of `kept` steps, not of the last step.
+    assert _same_state(fit, _fitted(_stopping(patience=0, iterations=400), first, steps=kept))
+    # Without a rule nothing was kept: a warm plane goes on from the last step.
+    plain = _fitted(_stopping(patience=0, iterations=400), first, steps=kept + 7)
+    before = _fitted(_stopping(patience=0, iterations=400), first, steps=kept + 7)
+    plain.start(second)
+    assert _same_state(plain, before)
+
+
+def test_warm_planes_take_the_presets_count():
+    stack = np.stack([_camera(_scene((32, 32)), 20, seed=s) for s in range(3)])
+    preset = PRESETS["denoise"]
+    assert preset.warm_iterations > 0
+    assert DipL0Run(stack, "denoise", device="cpu").total == preset.iterations + 2 * preset.warm_iterations
+    assert DipL0Run(stack, "denoise", device="cpu", warm_iterations=9).total == preset.iterations + 18
+    fraction = replace(preset, warm_iterations=0, iterations=300)
+    assert DipL0Run(stack, preset=fraction, device="cpu").total == 300 + 2 * round(300 * preset.warm_fraction)
+    with pytest.raises(ValueError, match="warm_iterations"):
+        replace(preset, warm_iterations=-1)
+
+
 # ----- self-validation: pixels held out of the data term ---------------------------------------------------------
 def _fit(plane, **overrides):
     preset = replace(PRESETS["denoise"], holdout=0.2, **overrides)

@@ -76,6 +76,17 @@ def _fill(f: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
     return torch.where(held, torch.where(count > 0, total / count.clamp(min=1), mean), f)
 
 
+def _copy(state):
+    """A deep copy of a state dict's tensors (nested dicts and lists of an optimiser's state too)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _copy(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_copy(v) for v in state]
+    return state
+
+
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A (1, C, H, W) tensor as a new (H, W, C) array on the host."""
     return t[0].permute(1, 2, 0).detach().cpu().numpy().copy()
@@ -86,7 +97,9 @@ class AdmmFit:
 
     Like deepinv's DIP model, one object holds everything a fit needs; calling
     :meth:`start` again with another plane of the same shape continues from
-    the current network, optimiser state and dual (a warm start).
+    the current network, optimiser state and dual (a warm start), or, where
+    the stopping rule kept an estimate, from their state at that estimate's
+    step: the steps after it were learning that plane's noise.
 
     Parameters
     ----------
@@ -157,6 +170,7 @@ class AdmmFit:
         self._changes: deque[float] = deque(maxlen=max(1, self.preset.patience))
         self.spread: float | None = None
         self.best: torch.Tensor | None = None  # the estimate at the spread's minimum
+        self._best_state: dict | None = None  # network, optimiser and dual at that minimum
         self.best_iteration = 0
         self._best_spread = float("inf")
         self._rose = False  # the spread rose ``preset.rise`` times above its minimum
@@ -186,6 +200,8 @@ class AdmmFit:
         if plane.shape != self.shape:
             raise ValueError(f"this fit takes planes of shape {self.shape}, got {plane.shape}")
         p = self.preset
+        if self._best_state is not None:
+            self._rewind(self._best_state)
         self.f = torch.from_numpy(np.ascontiguousarray(plane.transpose(2, 0, 1)))[None].to(self.device)
         # Held-out pixels must not reach the fit through its warm start either: there they are filled in
         # from their neighbours.
@@ -254,6 +270,14 @@ class AdmmFit:
             self._rose = p.rise > 0 and self.spread > p.rise * self._best_spread
         if self.spread < (1.0 - p.min_improvement) * self._best_spread:
             self._best_spread, self.best, self.best_iteration = self.spread, self.estimate, k
+            self._best_state = {"net": _copy(self.net.state_dict()), "opt": _copy(self.opt.state_dict()),
+                                "u": self.u}
+
+    def _rewind(self, state: dict) -> None:
+        """Network, optimiser and dual as they were (``state`` from :meth:`_track`)."""
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.u = state["u"]
 
     def _buffer(self) -> torch.Tensor:
         """The buffer of the perturbed input, shared with the fits of the same run (one, of the latest

@@ -190,10 +190,14 @@ class DipL0Run:
     warm_start : bool
         Start each plane after the first from the previous plane's network
         weights, optimiser state and ADMM dual (tile by tile: each tile from
-        the same tile of the previous plane), instead of afresh.
+        the same tile of the previous plane), instead of afresh; under a
+        stopping rule, as they were at the estimate the rule kept. For
+        planes that look alike (a time-lapse, a z-stack); give ``False``
+        for a stack of unrelated images.
     warm_iterations : int, optional
         Iterations of each warm-started plane or tile; ``None`` takes the
-        preset's ``warm_fraction`` of ``iterations``.
+        preset's ``warm_iterations``, or its ``warm_fraction`` of
+        ``iterations``.
     tile_size : int, optional
         Planes with a side above this are fitted in overlapping tiles of at
         most ``tile_size`` pixels a side, blended without seams, so memory
@@ -345,7 +349,8 @@ class DipL0Run:
         if not warm_start:
             warm_iterations = self.preset.iterations
         elif warm_iterations is None:
-            warm_iterations = max(1, round(self.preset.warm_fraction * self.preset.iterations))
+            warm_iterations = self.preset.warm_iterations or max(
+                1, round(self.preset.warm_fraction * self.preset.iterations))
         self.warm_iterations = check_positive_int(warm_iterations, "warm_iterations")
         self.seed = check_seed(seed)
         self.device = resolve_device(device)
