@@ -369,6 +369,7 @@ def test_warm_planes_take_the_presets_count():
     assert preset.warm_iterations > 0
     assert DipL0Run(stack, "denoise", device="cpu").total == preset.iterations + 2 * preset.warm_iterations
     assert DipL0Run(stack, "denoise", device="cpu", warm_iterations=9).total == preset.iterations + 18
+    assert DipL0Run(stack, "denoise", device="cpu", iterations=7).total == 3 * 7  # never more than the first
     fraction = replace(preset, warm_iterations=0, iterations=300)
     assert DipL0Run(stack, preset=fraction, device="cpu").total == 300 + 2 * round(300 * preset.warm_fraction)
     with pytest.raises(ValueError, match="warm_iterations"):

@@ -303,7 +303,8 @@ def test_batch_chains_on_a_cluster_match_the_same_chains_in_process(cluster, tmp
     stack = _stack((2, 3, 24, 20))
     ome = _ome(tmp_path / "in.ome.zarr", stack, "tzyx", scale_factors=[2], scale={"t": 2.0, "z": 1.0, "y": 0.4, "x": 0.4})
     out = tmp_path / "out.ome.zarr"
-    argv = ["batch", str(ome), "-o", str(out), "--mode", "denoise", "--chain", "2", "--threads-per-task", "1"]
+    argv = ["batch", str(ome), "-o", str(out), "--mode", "denoise", "--chain", "2", "--threads-per-task", "1",
+            "--l0-solver", "fft"]
     assert main([*argv, "--scheduler", cluster.scheduler_address, *ITS]) == 0
     err = capsys.readouterr().err
     assert "6 planes written" in err and "6 of 6 done" in err

@@ -196,8 +196,8 @@ class DipL0Run:
         for a stack of unrelated images.
     warm_iterations : int, optional
         Iterations of each warm-started plane or tile; ``None`` takes the
-        preset's ``warm_iterations``, or its ``warm_fraction`` of
-        ``iterations``.
+        preset's ``warm_iterations`` (at most ``iterations``), or its
+        ``warm_fraction`` of ``iterations``.
     tile_size : int, optional
         Planes with a side above this are fitted in overlapping tiles of at
         most ``tile_size`` pixels a side, blended without seams, so memory
@@ -349,8 +349,10 @@ class DipL0Run:
         if not warm_start:
             warm_iterations = self.preset.iterations
         elif warm_iterations is None:
-            warm_iterations = self.preset.warm_iterations or max(
-                1, round(self.preset.warm_fraction * self.preset.iterations))
+            # Never more warm than cold iterations: a short run asked for is short throughout.
+            its = self.preset.iterations
+            warm_iterations = min(self.preset.warm_iterations, its) if self.preset.warm_iterations else max(
+                1, round(self.preset.warm_fraction * its))
         self.warm_iterations = check_positive_int(warm_iterations, "warm_iterations")
         self.seed = check_seed(seed)
         self.device = resolve_device(device)
