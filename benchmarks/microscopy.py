@@ -66,6 +66,7 @@ OURS, LONGER = "DIP-ℓ0 (dip_l0_denoise, defaults)", "DIP-ℓ0, 5× the iterati
 WHEELS = {"stardist": ("stardist==0.9.2", "stardist/data/images/img2d.tif"),
           "stardist labels": ("stardist==0.9.2", "stardist/data/images/mask2d.tif"),
           "stardist histo": ("stardist==0.9.2", "stardist/data/images/histo.jpg"),  # benchmarks/jpeg_quality.py
+          "stardist 3d": ("stardist==0.9.2", "stardist/data/images/img3d.tif"),  # benchmarks/stack_denoise.py
           "skan": ("skan==0.13.1", "skan/test/data/retic.tif")}
 
 

@@ -171,3 +171,15 @@ def test_big_endian_uint16_writes_to_png(tmp_path):
     out = iio.imread(tmp_path / "out.png")
     assert out.dtype == np.uint16
     np.testing.assert_array_equal(out, img.astype(np.uint16))
+
+
+def test_the_progress_bar_keeps_redrawing_after_a_plane_ends_early(capsys):
+    # A stopping rule ends a stack's first plane early: its snapshot jumps to the cap. tqdm's default learns
+    # its redraw step from that jump, and the 50-iteration warm planes after it never reached it (frozen bar).
+    from napari_dip_l0.cli import _progress
+
+    bar = _progress(2150, False, "DIP-ℓ0 denoise")
+    bar.update(2000)
+    bar.update(1)
+    assert bar.miniters == 1 and not bar.dynamic_miniters
+    bar.close()

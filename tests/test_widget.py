@@ -393,6 +393,19 @@ def test_denoise_result_shows_where_it_stopped_and_is_visible(qtbot, viewer, wid
     assert hi < 200 and np.ptp(result.data) >= 0.5 * (hi - lo)
 
 
+def test_a_denoised_stack_is_shown_in_its_own_range(qtbot, viewer, widget):
+    # The first preview holds the later planes as they are, hot pixels and all, so it takes the source's limits;
+    # the result that replaces it must not keep them (it showed black).
+    stack = np.stack([_photons(), _photons()[::-1]])
+    layer = viewer.add_image(stack, name="stack")
+    assert layer.contrast_limits[1] == 4095
+    widget.mode.value = "camera-noise denoising"
+    _run(qtbot, widget, iterations=3, planes="all planes")
+    result = _result(viewer, "stack")
+    lo, hi = result.contrast_limits
+    assert hi < 1000 and np.ptp(result.data) >= 0.5 * (hi - lo)
+
+
 def test_denoised_rgb_layer_keeps_its_look(qtbot, viewer, widget):
     rng = np.random.default_rng(4)
     data = np.clip(rng.normal(120, 30, (40, 44, 3)), 0, 255).astype(np.uint8)

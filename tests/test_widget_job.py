@@ -58,8 +58,8 @@ def test_a_run_that_stops_itself_says_when_its_rule_would_end_it_and_its_cap():
     denoise = PRESETS["denoise"]  # patience 200, a cap of 2000 iterations
     progress = job.Progress(iterations=2000)
 
-    def text(i, ends_by=None, planes=1, total=2000):
-        snap = _snap(i, total, planes=planes, seconds=0.1 * i)
+    def text(i, ends_by=None, planes=1, total=2000, plane=0):
+        snap = _snap(i, total, plane=plane, planes=planes, seconds=0.1 * i)
         snap.preset, snap.ends_by = denoise, ends_by
         return progress.text(snap)
 
@@ -73,10 +73,17 @@ def test_a_run_that_stops_itself_says_when_its_rule_would_end_it_and_its_cap():
     progress = job.Progress(iterations=60)
     text(1, total=60)
     assert text(20, total=60) == "iteration 20 of 60 · about 4 s left"
-    # A stack's planes share the count: the plain time left to it.
+    # A stack: the first plane's rule as above, plus the later planes' counts (here one of 50), ...
     progress = job.Progress(iterations=2000)
-    text(1, planes=2, total=2600)
-    assert text(100, ends_by=300, planes=2, total=2600).endswith("about 4 minutes left")
+    text(1, planes=2, total=2050)
+    assert text(100, planes=2, total=2050) == ("plane 1 of 2 · iteration 100 of 2000 · at least 15 s left "
+                                               "(at most 3 minutes)")
+    assert text(300, ends_by=450, planes=2, total=2050) == ("plane 1 of 2 · iteration 300 of 2000 · about 20 s left "
+                                                            "unless the fit keeps improving (at most 3 minutes)")
+    # ... and the later planes, too short for the rule's window, the plain time left (from iteration 2000, where
+    # the rule ended the first plane and its snapshot counted the iterations it skipped).
+    text(2000, planes=2, total=2050, plane=1)  # plane 2 begins
+    assert text(2010, planes=2, total=2050, plane=1) == "plane 2 of 2 · iteration 10 of 50 · about 4 s left"
 
 
 def test_time_left_in_seconds_then_minutes_then_hours():
@@ -95,6 +102,10 @@ def test_result_names_and_provenance():
     assert job.result_name("cells", sel, 10, _snap(4, 10)) == "cells · DIP-ℓ0 λ=0.03, stopped at 4/10 · plane 2"
     assert job.result_name("c", sel._replace(plane_index=None), 10, _snap(10, 10, done=True, kept=7)) == \
         "c · DIP-ℓ0 λ=0.03, 7 it (stopping rule)"
+    stack = sel._replace(plane_index=None)  # a stack's later planes, warm-started, run their own count
+    assert job.result_name("c", stack, 2000, _snap(2150, 2150, planes=4, done=True)) == \
+        "c · DIP-ℓ0 λ=0.03, 2000 it, then 50 a plane"
+    assert job.result_name("c", stack, 30, _snap(90, 90, planes=3, done=True)) == "c · DIP-ℓ0 λ=0.03, 30 it"
     assert job.kept_name("cells", sel, _snap(3, 10)) == "cells · DIP-ℓ0 λ=0.03 @3 · plane 2"
     prov = job.provenance(params, sel, done)
     assert prov["lam"] == pytest.approx(0.0412) and prov["lam_auto"] is True and prov["planes"] == [2]

@@ -104,7 +104,7 @@ MAX_THREADS = 1024  # torch threads per task: more is a typo, and torch's own li
 def _cold_start(p) -> None:
     p.add_argument("--cold-start", action="store_true",
                    help="fit every plane of a stack afresh, with the full iterations (default: each plane starts "
-                        "from the previous one's network, with a third of them)")
+                        "from the previous one's network, with a third of them, or 50 in denoise)")
 
 
 def _stack_args(p) -> None:
@@ -312,7 +312,9 @@ def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileIn
 def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    # miniters=1: tqdm otherwise learns its redraw step from the jump of a plane its stopping rule ended early,
+    # and the short warm planes after it never reach that step (the bar froze at plane 1 of a stack).
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True, miniters=1)
 
 
 def _run_dip(image, channel_axis, *, mode, quiet, interrupts: Interrupts, on_snapshot=None, jpeg_path=None,

@@ -259,6 +259,9 @@ def result_name(source: str, sel: Selection, iterations: int, snap) -> str:
         runs = f"{snap.kept} it (stopping rule)"
     else:
         runs = f"{iterations} it"
+        later = (snap.total - iterations * snap.tiles) // max(1, (snap.planes - 1) * snap.tiles)
+        if snap.planes > 1 and later != iterations:  # warm-started planes run their own count
+            runs += f", then {later} a plane"
     return f"{source} · DIP-ℓ0 {lam}, {runs}{plane_words(sel)}"
 
 
@@ -336,7 +339,7 @@ class Progress:
             self.first_timed = (snap.iteration, snap.seconds)
         if self.first_timed is not None and snap.iteration > self.first_timed[0]:
             rate = (snap.seconds - self.first_timed[1]) / (snap.iteration - self.first_timed[0])
-            where.append(self._left(snap, rate, count - done_here))
+            where.append(self._left(snap, rate, count, done_here))
         else:
             where.append("estimating time left…")
         if self.tables:
@@ -344,20 +347,21 @@ class Progress:
         return " · ".join(where)
 
     @staticmethod
-    def _left(snap, rate: float, to_count: int) -> str:
-        """The time left to the iteration count or, for one plane that its stopping rule ends (the count
-        only a cap), to where the rule would end it now, with the cap's time beside."""
+    def _left(snap, rate: float, count: int, done_here: int) -> str:
+        """The time left to the iteration count or, for a plane that its stopping rule ends (the count only a
+        cap), to where the rule would end it now, plus the planes after it, with the cap's time beside."""
         cap = time_left(rate * (snap.total - snap.iteration))
-        if not snap.preset.patience or snap.planes * snap.tiles > 1:
+        # No rule, a rule whose first window cannot fill before the count (a stack's short warm planes), or
+        # tiles (each with its own rule): the plain time left to the counts.
+        if not snap.preset.patience or snap.preset.patience >= count or snap.tiles > 1:
             return cap
+        after = snap.total - snap.iteration - (count - done_here)  # the planes after this one, in iterations
         at_most = cap.removeprefix("about ").removesuffix(" left")
         if snap.ends_by is None:  # the rule's first window is not full: it cannot end the plane before it is
-            if snap.preset.patience >= snap.total:  # ... nor before a cap this low
-                return cap
-            least = time_left(rate * (snap.preset.patience - snap.iteration)).replace("about", "at least")
+            least = time_left(rate * (snap.preset.patience - done_here + after)).replace("about", "at least")
             return f"{least} (at most {at_most})"
-        return (f"{time_left(rate * min(snap.ends_by - snap.iteration, to_count))} unless the fit keeps improving "
-                f"(at most {at_most})")
+        return (f"{time_left(rate * (min(snap.ends_by, count) - done_here + after))} unless the fit keeps "
+                f"improving (at most {at_most})")
 
 
 def finished_text(snap, name: str, tables: str = "") -> str:

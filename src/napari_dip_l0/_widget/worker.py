@@ -79,6 +79,7 @@ class Job:
         self.stop_requested = threading.Event()
         self.final = None  # the Tick holding the result, once the worker has rendered it
         self.preview = None  # the live preview layer
+        self.preview_limits = None  # its contrast limits when it was made
         self.error = None  # message of the exception that ended the run
 
     def show(self, viewer, tick: Tick, sel: Selection | None = None) -> None:
@@ -89,6 +90,7 @@ class Job:
             kwargs = result_kwargs(self.layer, sel, tick.image, {"preview": True})
             self.preview = viewer.add_image(tick.image, name=f"{self.layer.name} · DIP-ℓ0 (live preview)",
                                             **kwargs)
+            self.preview_limits = tuple(self.preview.contrast_limits)
         else:
             self.preview.data = tick.image
         if tick.kind == "keep":
@@ -111,6 +113,10 @@ class Job:
             self.preview.data = image
             self.preview.metadata = kwargs["metadata"]
             self.preview.name = name
+            # The first preview's limits may be the source's (a stack's later planes still raw, hot pixels and
+            # all), which would show the result black: it gets a result's, unless the user has set others.
+            if "contrast_limits" in kwargs and tuple(self.preview.contrast_limits) == self.preview_limits:
+                self.preview.contrast_limits = kwargs["contrast_limits"]
             return self.preview
         return viewer.add_image(image, name=name, **kwargs)
 

@@ -154,7 +154,8 @@ def dip_l0_smooth(
         ℓ0 solver of the ADMM v-step; ``None`` takes the preset's.
     warm_start : bool
         Start each plane of a stack from the previous plane's network and
-        solver state, with a third of the iterations (see :class:`DipL0Run`).
+        solver state, with fewer iterations (a third; 50 in 'denoise', see
+        :class:`DipL0Run`).
     tile_size : int, optional
         Planes with a side above this (default 1024) are processed in
         overlapping, seamlessly blended tiles, which bounds memory. A run that
