@@ -140,8 +140,9 @@ class Preset:
     warm_fraction : float
         Iterations of a warm-started plane of a stack (one that starts from
         the previous plane's network and dual), as a fraction of
-        ``iterations`` (unless ``warm_iterations`` is set). ``benchmarks/stack.py``: warm planes reach the cold
-        run's final PSNR in a twelfth of the iterations.
+        ``iterations``, unless ``warm_iterations`` is set.
+        ``benchmarks/stack.py``: warm planes reach the cold run's final PSNR
+        in a twelfth of the iterations.
     warm_iterations : int
         Iterations of a warm-started plane; 0 takes ``warm_fraction`` of
         ``iterations``. Under a stopping rule a warm plane starts from the
@@ -248,9 +249,10 @@ PRESETS: dict[str, Preset] = {
     # took 1755 for 31.45 (benchmarks/peak_memory.py --full).
     # Stacks (2026-12-07, docs/tuning.md "Stacks"): a warm plane starts from the fit at the estimate the rule
     # kept on the plane before and is near its best in tens of steps, then learns its own noise (the spread
-    # rises from the start, so the rule, which needs a full window, cannot stop it). 50 steps: on 6 tuning
-    # stacks (3 real time-lapses, 3 simulated drifting camera stacks) the mean PSNR of the warm planes was flat
-    # from 40 to 70 steps; at 100 SIMA's fell below its planes fitted one by one.
+    # rises from the start, so the rule, which needs a full window, cannot stop it). 50 steps: on the tuning
+    # stacks of benchmarks/stack_denoise.py --tune (3 real time-lapses, 2 drifting camera stacks) the warm
+    # planes' mean PSNR was best at 50 and within 0.07 dB of it from 40 to 70; at 100 SIMA's fell below its
+    # planes fitted one by one.
     "denoise": Preset(lam=0.003, lam_noise=0.25, iterations=2000, width=32, residual=False, robust=True,
                       patience=200, min_improvement=0.03, rise=1.5, stabilise=True, float_result=True,
                       warm_iterations=50),
