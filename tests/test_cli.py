@@ -183,3 +183,16 @@ def test_the_progress_bar_keeps_redrawing_after_a_plane_ends_early(capsys):
     bar.update(1)
     assert bar.miniters == 1 and not bar.dynamic_miniters
     bar.close()
+
+
+def test_an_interrupted_stack_says_which_planes_it_left_as_they_were():
+    from types import SimpleNamespace
+
+    from napari_dip_l0.cli import _unreached
+
+    def snap(plane, planes, done=False):
+        return SimpleNamespace(plane=plane, planes=planes, done=done)
+
+    assert _unreached(snap(1, 4)) == " (planes 3-4 of 4 not reached: the input's values)"
+    assert _unreached(snap(2, 4)) == " (plane 4 of 4 not reached: the input's values)"
+    assert _unreached(snap(3, 4)) == _unreached(snap(0, 1)) == _unreached(snap(0, 3, done=True)) == ""

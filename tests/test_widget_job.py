@@ -113,6 +113,10 @@ def test_result_names_and_provenance():
     assert prov["l0_solver"] == PRESETS["smooth"].l0_solver and "version" in prov
     text = job.finished_text(done, "cells · result", job.JPEG_NOTE)
     assert text == f"done in 1.2 s ({job.JPEG_NOTE}): cells · result"
+    assert prov["planes_finished"] == 1
+    stopped = _snap(2022, 2150, plane=1, planes=4, seconds=27.9)
+    assert job.finished_text(stopped, "s") == "stopped at iteration 2022 of 2150 (in plane 2 of 4) in 27.9 s: s"
+    assert job.provenance(params, sel, stopped)["planes_finished"] == 1
 
 
 def test_mode_named_by_a_layer():

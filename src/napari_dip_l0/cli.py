@@ -309,6 +309,15 @@ def _prepare(args, *, mode: str | None, snapshots: bool = False) -> tuple[FileIn
     return info, axis, dtype
 
 
+def _unreached(snap) -> str:
+    """Which planes of a stack an interrupted run left as they were (its result holds the input there)."""
+    first = snap.plane + 2  # 1-based, after the plane that was being fitted
+    if snap.done or first > snap.planes:
+        return ""
+    which = f"plane {first}" if first == snap.planes else f"planes {first}-{snap.planes}"
+    return f" ({which} of {snap.planes} not reached: the input's values)"
+
+
 def _progress(total: int, quiet: bool, desc: str, unit: str = "it"):
     from tqdm import tqdm
 
@@ -374,8 +383,8 @@ def _cmd_dip(args, interrupts: Interrupts) -> int:
                     tables_from_pixels=not pixels_only, **settings)
     write_image(out, join_alpha(last.image, alpha))
     if interrupts:
-        print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}",
-              file=sys.stderr)
+        print(f"dip-l0: interrupted at iteration {last.iteration}/{last.total}; wrote the estimate so far to {out}"
+              f"{_unreached(last)}", file=sys.stderr)
         return 130
     # Which iteration the stopping rule kept in a single-plane, untiled run (a stack has one per plane).
     kept = f", kept iteration {last.kept} (stopping rule)" if last.kept and last.planes * last.tiles == 1 else ""

@@ -286,6 +286,9 @@ def provenance(params: dict, sel: Selection, snap) -> dict:
         "planes": "all" if sel.plane_index is None else list(sel.plane_index),
         "seconds": round(snap.seconds, 3),
         "stopped_early": not snap.done,
+        # planes of the run fitted to the end; of a stopped run, the next one is its estimate so far and those
+        # after it hold the input's values
+        "planes_finished": snap.planes if snap.done else snap.plane,
         "kept_iteration": snap.kept,  # the iteration the stopping rule kept for the (last) plane, if any
         "version": __version__,
     }
@@ -367,4 +370,6 @@ class Progress:
 def finished_text(snap, name: str, tables: str = "") -> str:
     """The status line once a run has ended with a result (``tables``: what bounded it, :func:`tables_note`)."""
     state = "done" if snap.done else f"stopped at iteration {snap.iteration} of {snap.total}"
+    if not snap.done and snap.planes > 1:  # the planes after this one hold the input's values
+        state += f" (in plane {snap.plane + 1} of {snap.planes})"
     return f"{state} in {snap.seconds:.1f} s{f' ({tables})' if tables else ''}: {name}"
