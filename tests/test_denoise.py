@@ -14,7 +14,7 @@ from napari_dip_l0.core.admm import AdmmFit
 from napari_dip_l0.core.api import l0_preview
 from napari_dip_l0.core.defects import fill_defects, robust_range
 from napari_dip_l0.core.l0 import fft_l0, parallel_fusion
-from napari_dip_l0.core.noise import noise_sigma
+from napari_dip_l0.core.noise import noise_model, noise_sigma
 from napari_dip_l0.core.planes import PlaneReader
 from napari_dip_l0.core.presets import PRESETS
 
@@ -135,6 +135,18 @@ def test_auto_lambda_follows_the_noise_and_ignores_hot_pixels():
     hot = DipL0Run(_camera(clean, 20, hot=6), "denoise", device="cpu")
     assert hot.reader.layout.scale is not None
     assert hot.preset.lam == pytest.approx(runs[20].preset.lam, rel=0.15)
+
+
+def test_a_blank_plane_of_a_stack_changes_neither_the_noise_model_nor_lambda():
+    frames = [_camera(_scene((48, 48)), 20, seed=s) for s in range(2)]
+    blank = np.full_like(frames[0], int(np.median(frames[0])))
+    plain = DipL0Run(np.stack(frames), "denoise", device="cpu")
+    with_blank = DipL0Run(np.stack([frames[0], blank, frames[1]]), "denoise", device="cpu")
+    assert plain.noise_model[0] > 0  # shot noise found
+    assert with_blank.noise_model == pytest.approx(plain.noise_model) and with_blank.preset.lam == plain.preset.lam
+    # Planes that are all blank still give a (zero) noise level, not the mean of nothing.
+    reader = PlaneReader(np.stack([blank, blank]), None, data_range=(0, 200))
+    assert noise_sigma(reader) == pytest.approx(0, abs=1e-9) and noise_model(reader) == pytest.approx((0, 0), abs=1e-9)
 
 
 def test_auto_lambda_in_other_modes_is_the_preset_and_explicit_lambda_wins():

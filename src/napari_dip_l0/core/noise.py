@@ -57,15 +57,20 @@ def noise_model(reader, max_planes: int = 4, max_side: int = 1024) -> tuple[floa
     """
     from .stabilise import fit_noise_model
 
-    return fit_noise_model(list(_sample(reader, max_planes, max_side)))
+    return fit_noise_model(_sample(reader, max_planes, max_side))
 
 
-def _sample(reader, max_planes: int, max_side: int):
-    """The planes a noise estimate reads: evenly spaced, central windows, as fits see them."""
+def _sample(reader, max_planes: int, max_side: int) -> list[np.ndarray]:
+    """The planes a noise estimate reads: evenly spaced, central windows, as fits see them.
+
+    Constant planes (a blank frame of a stack, a closed shutter) show no noise and are left out unless
+    every sampled plane is one: a single blank plane among four had switched a stack's noise model from shot
+    noise to none and cut λ fourfold."""
     n = len(reader)
     h, w, _ = reader.layout.plane_shape
     y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
     window = (slice(y0, y0 + max_side), slice(x0, x0 + max_side))
     # Hot pixels filled as a run fills them: the median of 48² pixels moves with a handful of them.
-    for p in np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int)):
-        yield reader.read_filled(int(p), window)
+    planes = [reader.read_filled(int(p), window)
+              for p in np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int))]
+    return [p for p in planes if np.ptp(p) > 0] or planes
