@@ -38,6 +38,7 @@ import microscopy as mic
 import numpy as np
 import real_noise as rn
 import torch
+from skimage.metrics import peak_signal_noise_ratio
 from skimage.restoration import denoise_tv_chambolle
 
 from napari_dip_l0 import DipL0Run, dip_l0_denoise
@@ -51,8 +52,8 @@ def _real(stack: np.ndarray, ts: list[int], window, crop=np.s_[:, :]) -> tuple[n
     for t in ts:
         ref = stack[window(t)][(slice(None), *crop)].astype(np.float64).mean(0)
         lo, hi = np.percentile(ref, [0.1, 99.9])
-        scorers.append(lambda img, r=ref, d=float(hi - lo): rn.peak_signal_noise_ratio(r, np.asarray(img, float),
-                                                                                       data_range=d))
+        scorers.append(lambda img, r=ref, d=float(hi - lo): peak_signal_noise_ratio(r, np.asarray(img, float),
+                                                                                    data_range=d))
     return stack[ts][(slice(None), *crop)], scorers
 
 
