@@ -344,9 +344,9 @@ def test_stopping_rule_ends_each_plane_of_a_stack():
     np.testing.assert_array_equal(ends[0].image[0], out[0])
 
 
-def _fitted(preset, plane, steps=None):
+def _fitted(preset, plane, steps=None, rewind=True):
     """A fit of ``plane`` run ``steps`` steps, or until its stopping rule ends it."""
-    fit = AdmmFit(plane.shape, preset, seed=0, device=torch.device("cpu"))
+    fit = AdmmFit(plane.shape, preset, seed=0, device=torch.device("cpu"), rewind=rewind)
     fit.start(plane)
     while fit.iteration < (preset.iterations if steps is None else steps) and not (steps is None and fit.stalled):
         fit.step()
@@ -373,6 +373,12 @@ def test_a_warm_plane_starts_from_the_fit_at_the_estimate_the_rule_kept():
     before = _fitted(_stopping(patience=0, iterations=400), first, steps=kept + 7)
     plain.start(second)
     assert _same_state(plain, before)
+    # Nor without `rewind` (a fit no plane follows keeps no copies).
+    last = _fitted(_stopping(patience=5, iterations=400), first, rewind=False)
+    ended = _fitted(_stopping(patience=5, iterations=400), first, rewind=False)
+    assert last.best_iteration == kept and last.iteration > kept  # the same fit, the same rule
+    last.start(second)
+    assert _same_state(last, ended)
 
 
 def test_warm_planes_take_the_presets_count():

@@ -429,7 +429,7 @@ class DipL0Run:
                 if fit is None:
                     constraint = None if self.jpeg is None else partial(self.jpeg.project, box=preset.jpeg_box)
                     fit = fits[t] = AdmmFit(tile.shape, preset, seed=self.seed, device=self.device, inputs=inputs,
-                                            constraint=constraint)
+                                            constraint=constraint, rewind=self.warm_start and p < n - 1)
                 preview = fit.start(tile)
                 yield snapshot(done, p, t, {}, *_renderers(reader, out, p, mosaic, t, lambda pv=preview: pv))
                 its = self._counts[p * tiles + t]
